@@ -1,0 +1,36 @@
+# Two commands do everything: `make lab` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: lab test lock bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python binder/requirements.txt pyproject.toml
+	$(BIN)/python -m pip install --quiet -r binder/requirements.txt
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00_index.ipynb
+
+test: $(STAMP)
+	$(BIN)/python -m mypy
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+# Re-resolve the newest versions allowed by pyproject.toml and pin them.
+lock:
+	rm -rf /tmp/mlops_nb_lock && $(PYTHON) -m venv /tmp/mlops_nb_lock
+	/tmp/mlops_nb_lock/bin/pip install --quiet --upgrade pip
+	/tmp/mlops_nb_lock/bin/pip install --quiet ".[lab,test]"
+	{ head -2 binder/requirements.txt; /tmp/mlops_nb_lock/bin/pip freeze --exclude mlops_nb; echo "-e ."; } > binder/requirements.new
+	mv binder/requirements.new binder/requirements.txt
+
+clean:
+	rm -rf $(VENV) .mlops_nb

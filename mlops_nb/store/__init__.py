@@ -1,0 +1,223 @@
+"""The local store: a SQLite catalog plus content-addressed object files that survive kernel restarts."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import CorruptObjectError, UnstorableValueError
+from ..hashing import content_hash
+from .catalog import connect
+from .serializers import by_name, serializer_for
+
+__all__ = ["Store", "ObjectRef", "default_home"]
+
+# Small values live inside the catalog: one SQLite transaction is much cheaper than a file + fsync.
+INLINE_LIMIT = 64 * 1024
+
+
+def default_home() -> Path:
+    """``$MLOPS_NB_HOME`` if set, else ``.mlops_nb`` in the current directory (next to the notebook)."""
+    return Path(os.environ.get("MLOPS_NB_HOME") or ".mlops_nb")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Where a stored value lives: the sha256 of its bytes and the content hash of the value."""
+
+    sha256: str
+    value_hash: str
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that computes the sha256 and size of what passes through it."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self.target = target
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.target.write(view)
+        self.sha256.update(view)
+        self.size += len(view)
+        return len(view)
+
+
+class Store:
+    """A folder holding ``catalog.sqlite`` and ``objects/``, shared safely by several kernels.
+
+    Parameters
+    ----------
+    root : path, optional
+        The store folder; default ``$MLOPS_NB_HOME`` or ``./.mlops_nb``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = Store(tempfile.mkdtemp())
+    >>> ref = store.put({"accuracy": 0.93})
+    >>> store.get(ref.sha256)
+    {'accuracy': 0.93}
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root) if root is not None else default_home()
+        self.objects_dir = self.root / "objects"
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog_path = self.root / "catalog.sqlite"
+        self._db = connect(self.catalog_path)
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def close(self) -> None:
+        """Close the catalog connection."""
+        self._db.close()
+
+    # -- catalog access ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: all of it is committed, or none of it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a read-only query on the catalog."""
+        with self._lock:
+            return self._db.execute(sql, parameters).fetchall()
+
+    # -- objects -------------------------------------------------------------------------------
+    def find(self, value_hash: str) -> ObjectRef | None:
+        """The stored object holding a value with this content hash, if any."""
+        rows = self.query("SELECT sha256 FROM objects WHERE value_hash = ? LIMIT 1", (value_hash,))
+        return ObjectRef(rows[0][0], value_hash) if rows else None
+
+    def put(self, value: Any, value_hash: str | None = None, *, label: str = "value") -> ObjectRef:
+        """Store ``value`` (once per distinct content) and return its reference.
+
+        The bytes go to a temporary file that is fsync'ed and renamed into place before the catalog
+        row is committed, so a crash at any point leaves every committed object intact.
+        """
+        value_hash = value_hash or content_hash(value)
+        existing = self.find(value_hash)
+        if existing is not None:
+            return existing
+        errors = []
+        for serializer in serializer_for(value):
+            try:
+                return self._put_with(serializer, value, value_hash)
+            except Exception as error:  # the next serializer may cope (pickle copes with most)
+                errors.append(f"{serializer.name}: {error}")
+        raise UnstorableValueError(
+            f"Cannot store {label} (a {type(value).__qualname__}): {'; '.join(errors)}. "
+            f"Keep such objects inside one step (bind them to a _private name, or close them), "
+            f"or convert them to data."
+        )
+
+    def _put_with(self, serializer: Any, value: Any, value_hash: str) -> ObjectRef:
+        temporary = tempfile.NamedTemporaryFile(
+            dir=self.objects_dir, prefix=".incoming-", suffix=serializer.suffix, delete=False
+        )
+        try:
+            with temporary as raw:
+                writer = _HashingWriter(raw)
+                buffered = io.BufferedWriter(writer, buffer_size=1 << 20)
+                serializer.dump(value, buffered)
+                buffered.flush()
+                sha256, size = writer.sha256.hexdigest(), writer.size
+                trusted = json.dumps(serializer.untrusted_types(raw.name) if size else [])
+                inline = None
+                if size <= INLINE_LIMIT:
+                    raw.seek(0)
+                    inline = raw.read()
+                else:
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            if inline is None:
+                final = self.object_path(sha256, serializer.suffix)
+                final.parent.mkdir(exist_ok=True)
+                os.replace(temporary.name, final)
+                _fsync_directory(final.parent)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary.name)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sha256, value_hash, serializer.name, size, inline, trusted, time.time()),
+            )
+        return ObjectRef(sha256, value_hash)
+
+    def object_path(self, sha256: str, suffix: str) -> Path:
+        """Where the file of a large object lives: ``objects/ab/abcdef....suffix``."""
+        return self.objects_dir / sha256[:2] / f"{sha256}{suffix}"
+
+    def get(self, sha256: str, *, label: str = "value") -> Any:
+        """Load a stored object, after checking its bytes against their sha256."""
+        rows = self.query(
+            "SELECT serializer, inline, trusted FROM objects WHERE sha256 = ?", (sha256,)
+        )
+        if not rows:
+            raise CorruptObjectError(
+                f"The store at {str(self.root)!r} has no object {sha256[:12]}... for {label}: "
+                f"its catalog and files are out of step. Re-run the step that produces it."
+            )
+        name, inline, trusted = rows[0]
+        serializer = by_name(name)
+        if inline is not None:
+            file: IO[bytes] = io.BytesIO(bytes(inline))
+            where = f"the catalog row of object {sha256[:12]}"
+        else:
+            path = self.object_path(sha256, serializer.suffix)
+            where = str(path)
+            try:
+                file = open(path, "rb")
+            except FileNotFoundError:
+                raise CorruptObjectError(
+                    f"The file {where!r} holding {label} is missing. "
+                    f"Re-run the step that produces it (with --force)."
+                ) from None
+            if serializer.name == "pickle":  # unpickle exactly the bytes that were checked
+                with file:
+                    file = io.BytesIO(file.read())
+        with file:
+            if hashlib.file_digest(file, "sha256").hexdigest() != sha256:
+                raise CorruptObjectError(
+                    f"The file {where!r} holding {label} is corrupt or was modified: its sha256 "
+                    f"does not match the catalog, so it was not loaded. Re-run the step that "
+                    f"produces it (with --force) to write a good copy."
+                )
+            file.seek(0)
+            return serializer.load(file, json.loads(trusted))
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename durable: fsync the directory that holds the new name."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,92 @@
+"""The SQLite catalog: opening it safely for several processes, and its schema migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+__all__ = ["SCHEMA_VERSION", "connect"]
+
+# Each entry upgrades the schema by one version. Never edit a released entry: append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE objects (
+        sha256     TEXT PRIMARY KEY,
+        value_hash TEXT,
+        serializer TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        inline     BLOB,
+        trusted    TEXT NOT NULL DEFAULT '[]',
+        created    REAL NOT NULL
+    );
+    CREATE INDEX objects_by_value ON objects (value_hash);
+    CREATE TABLE steps (
+        pipeline   TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        position   INTEGER NOT NULL,
+        PRIMARY KEY (pipeline, name)
+    );
+    CREATE TABLE results (
+        pipeline    TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        outputs     TEXT NOT NULL,
+        display     TEXT NOT NULL,
+        seconds     REAL NOT NULL,
+        created     REAL NOT NULL,
+        PRIMARY KEY (pipeline, step, fingerprint)
+    );
+    CREATE TABLE runs (
+        pipeline    TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        fingerprint TEXT,
+        code_hash   TEXT NOT NULL,
+        inputs      TEXT NOT NULL,
+        outputs     TEXT NOT NULL,
+        seconds     REAL NOT NULL,
+        error       TEXT,
+        finished    REAL NOT NULL,
+        PRIMARY KEY (pipeline, step)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (creating or upgrading) the catalog at ``path``.
+
+    WAL lets readers and one writer work at the same time; the busy timeout makes a second kernel
+    wait for the lock instead of failing; synchronous=NORMAL is crash-safe in WAL mode.
+    """
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=30000")
+    _migrate(connection, path)
+    return connection
+
+
+def _migrate(connection: sqlite3.Connection, path: Path) -> None:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"The store at {str(path)!r} has schema version {version}, newer than this mlops_nb "
+            f"understands ({SCHEMA_VERSION}). Upgrade mlops_nb, or set MLOPS_NB_HOME to another folder."
+        )
+    connection.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it done
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        for number in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
