@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import linecache
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -77,16 +78,26 @@ class InProcessExecutor:
         """Run ``step``; its outputs land in ``namespace``. Returns what it printed and displayed."""
         __tracebackhide__ = True  # noqa: F841
         recording: Recording = []
+        with self.recording(recording):
+            value = self.call(step, namespace)
+            if value is not None:
+                self.show(value, recording)
+            self.finish(recording)
+        return recording
+
+    @contextlib.contextmanager
+    def recording(self, recording: Recording) -> Iterator[None]:
+        """While active, what the step writes to stdout and stderr is shown and recorded."""
         saved = sys.stdout, sys.stderr
         sys.stdout = _Tee(saved[0], "stdout", recording)
         sys.stderr = _Tee(saved[1], "stderr", recording)
         try:
-            value = self.call(step, namespace)
-            if value is not None:
-                self.show(value, recording)
+            yield
         finally:
             sys.stdout, sys.stderr = saved
-        return recording
+
+    def finish(self, recording: Recording) -> None:
+        """Called after the step's code, still recording (front ends flush pending output here)."""
 
     def call(self, step: Step, namespace: dict[str, Any]) -> Any:
         """Run the step's code or function; return the value to display, if any."""
@@ -122,5 +133,3 @@ def assign_outputs(step: Step, result: Any, namespace: dict[str, Any]) -> None:
         )
     namespace.update(zip(step.outputs, result))
 
-
-Caller = Callable[..., Any]

@@ -30,7 +30,7 @@ from .errors import (
     did_you_mean,
     validate_name,
 )
-from .executors import InProcessExecutor, Recording
+from .executors import InProcessExecutor
 from .hashing import content_hash
 from .store import Store
 
@@ -370,15 +370,18 @@ class Pipeline:
             results.update((n, self.namespace[n]) for n in self.steps[name].outputs if n in self.namespace)
         return results
 
-    def run_step(self, name: str, *, force: bool = False) -> StepReport:
-        """Run one step, or restore it from the store when its fingerprint is unchanged."""
+    def run_step(self, name: str, *, force: bool = False, replay: bool = False) -> StepReport:
+        """Run one step, or restore it from the store when its fingerprint is unchanged.
+
+        With ``replay``, a restored step shows the output it printed and displayed when it ran.
+        """
         __tracebackhide__ = True  # noqa: F841
         step = self._get(name)
         self._provide_inputs(step)
         input_hashes = self._input_hashes(step)
         fingerprint = self._fingerprint(step, input_hashes)
         if not force and not step.no_cache:
-            report = self._restore(step, fingerprint, input_hashes)
+            report = self._restore(step, fingerprint, input_hashes, replay)
             if report is not None:
                 return report
         if step.func is None and not step.code.strip():
@@ -428,23 +431,33 @@ class Pipeline:
                 for part in filter(None, qualname.split(".")):
                     value = getattr(value, part)
                 self.namespace[alias] = value
+        recorded_inputs = self._last_inputs(step.name)
         for read in step.reads:
             if read in self.namespace:
                 continue
             producers = self._producers_of(read, step.name)
             if producers:
                 self.run_step(producers[0])
-            elif step.func is not None:
+            elif step.func is not None or read in recorded_inputs:
                 raise MissingInputError(
-                    f"Step {step.name!r} needs {read!r}, which no step outputs and which is not "
-                    f"defined.{did_you_mean(read, [*self.namespace, *self._all_outputs()])} "
-                    f"Define it, or add a step that returns it."
+                    f"Step {step.name!r} reads {read!r}, which no step outputs and which is not "
+                    f"defined in this session.{did_you_mean(read, [*self.namespace, *self._all_outputs()])} "
+                    f"Run the cell that defines it, or compute it inside a step so the pipeline "
+                    f"can restore it."
                 )
+
+    def _last_inputs(self, name: str) -> dict[str, str]:
+        rows = self.store.query(
+            "SELECT inputs FROM runs WHERE pipeline = ? AND step = ?", (self.name, name)
+        )
+        return json.loads(rows[0][0]) if rows else {}
 
     def _all_outputs(self) -> list[str]:
         return [n for s in self.steps.values() for n in s.outputs]
 
-    def _restore(self, step: Step, fingerprint: str, input_hashes: dict[str, str]) -> StepReport | None:
+    def _restore(
+        self, step: Step, fingerprint: str, input_hashes: dict[str, str], replay: bool
+    ) -> StepReport | None:
         rows = self.store.query(
             "SELECT outputs, display, seconds FROM results "
             "WHERE pipeline = ? AND step = ? AND fingerprint = ?",
@@ -461,14 +474,11 @@ class Pipeline:
                 sha256, label=f"output {output!r} of step {step.name!r}"
             )
             restored.append(output)
-        self.replay(recording)
+        if replay:
+            self.executor.replay(recording)
         hashes = {n: pair[1] for n, pair in stored.items()}
         self._record_run(step, "cached", fingerprint, input_hashes, hashes, seconds, None)
         return StepReport(step.name, "cached", seconds, tuple(stored), tuple(restored))
-
-    def replay(self, recording: Recording) -> None:
-        """Show a step's recorded output again (through the executor, which knows the front end)."""
-        self.executor.replay(recording)
 
     def _record_run(
         self, step: Step, action: str, fingerprint: str | None, inputs: dict[str, str],
@@ -555,9 +565,9 @@ class Pipeline:
             owner = self._producers_of(mutation.name, step.name)
             if not owner and mutation.name not in self.namespace:
                 continue
-            whose = f"step {owner[0]!r}'s" if owner else "an upstream"
+            whose = f"an output of step {owner[0]!r}" if owner else "a variable from another cell"
             warnings.warn_explicit(
-                f"step {step.name!r} {mutation.how} {mutation.name!r}, {whose} variable, in place. "
+                f"step {step.name!r} {mutation.how} {mutation.name!r} ({whose}) in place. "
                 f"The cache cannot see that change and re-running {step.name!r} would see its own "
                 f"edit. Bind a new name instead, e.g. {mutation.name}_new = {mutation.name}.copy().",
                 MutationWarning,

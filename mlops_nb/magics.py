@@ -1,0 +1,219 @@
+"""The IPython layer: ``%%step``, ``%pipeline`` and ``%dag`` parse arguments, call the core, show results."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .errors import MlopsNbError
+from .executors import InProcessExecutor, Recording
+from .pipeline import Pipeline, StepReport
+from .store import Store
+
+__all__ = ["StepMagics", "NotebookExecutor", "load", "active_pipeline"]
+
+
+class NotebookExecutor(InProcessExecutor):
+    """Runs steps in the kernel, recording rich display output (tables, figures) for replay."""
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        self.shell = shell
+
+    @contextlib.contextmanager
+    def recording(self, recording: Recording) -> Iterator[None]:
+        publisher = self.shell.display_pub
+        original_publish = publisher.publish
+
+        def publish(data: dict[str, Any], metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            recording.append(
+                {"output_type": "display_data", "data": data, "metadata": metadata or {}}
+            )
+            original_publish(data, metadata=metadata, **kwargs)
+
+        publisher.publish = publish  # type: ignore[method-assign]
+        try:
+            with super().recording(recording):
+                yield
+        finally:
+            del publisher.publish  # back to the class's own method
+
+    def show(self, value: Any, recording: Recording) -> None:
+        data, metadata = self.shell.display_formatter.format(value)
+        if data:
+            self.shell.display_pub.publish(data, metadata=metadata)
+
+    def finish(self, recording: Recording) -> None:
+        # The inline backend shows figures after the cell; show them now so they are recorded.
+        backend = sys.modules.get("matplotlib_inline.backend_inline")
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if backend is not None and pyplot is not None and "inline" in pyplot.get_backend():
+            backend.flush_figures()
+
+    def replay(self, recording: Recording) -> None:
+        for output in recording:
+            if output["output_type"] == "stream":
+                (sys.stderr if output["name"] == "stderr" else sys.stdout).write(output["text"])
+            else:
+                self.shell.display_pub.publish(output["data"], metadata=output["metadata"])
+
+
+def _names(text: str | None) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _default_pipeline_name(shell: InteractiveShell) -> str:
+    """The notebook's file name where the front end tells us, else ``default``."""
+    session = shell.user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ""
+    stem = re.sub(r"[^A-Za-z0-9_.\-]", "_", Path(str(session)).stem).strip("._-")[:64]
+    return stem or "default"
+
+
+@magics_class
+class StepMagics(Magics):
+    """Owns this kernel's Store and active Pipeline; each magic is a thin call into them."""
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        super().__init__(shell)
+        self._pipeline: Pipeline | None = None
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """Created on first use, so that ``%load_ext`` itself does nothing slow."""
+        if self._pipeline is None:
+            self._pipeline = self._open(_default_pipeline_name(self.shell))
+        return self._pipeline
+
+    def _open(self, name: str) -> Pipeline:
+        store = self._pipeline.store if self._pipeline is not None else Store()
+        pipeline = Pipeline(name, store, self.shell.user_ns, NotebookExecutor(self.shell))
+        pipeline.hidden_names = set(self.shell.user_ns_hidden)
+        return pipeline
+
+    # -- %%step -------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("name", help="The step's name (letters, digits, _ - .), unique in the pipeline.")
+    @argument("--needs", metavar="A,B", help="Steps to run before this one, besides those inferred.")
+    @argument("--outputs", metavar="X,Y", help="Store only these variables (default: all it assigns).")
+    @argument("--files", metavar="PATH,...", help="Files whose content is part of the fingerprint.")
+    @argument("--force", action="store_true", help="Run even if a cached result exists.")
+    @argument("--no-cache", action="store_true", help="Always run; store nothing.")
+    @cell_magic
+    def step(self, line: str, cell: str) -> None:
+        """Run the cell as a pipeline step, or restore its outputs if nothing changed.
+
+        Inputs are the variables the cell reads, outputs the ones it assigns; a step whose code
+        and inputs are unchanged is not executed again, even after a kernel restart.
+        """
+        __tracebackhide__ = True  # noqa: F841
+        args = parse_argstring(self.step, line)
+        code = self.shell.transform_cell(cell)
+        with _usage_errors():
+            self.pipeline.define_cell(
+                args.name, cell, code=code, needs=_names(args.needs),
+                outputs=None if args.outputs is None else _names(args.outputs),
+                files=_names(args.files), no_cache=args.no_cache,
+            )  # fmt: skip
+        started = time.perf_counter()
+        try:
+            report = self.pipeline.run_step(args.name, force=args.force, replay=True)
+        except MlopsNbError as error:
+            raise UsageError(str(error)) from error
+        except BaseException:
+            failed = StepReport(args.name, "failed", time.perf_counter() - started)
+            print(failed.summary(""), file=sys.stderr)
+            raise
+        print(report.summary(f"%%step {args.name} --force"))
+
+    # -- %pipeline ------------------------------------------------------------------------------
+    @magic_arguments(name="pipeline")
+    @argument(
+        "action",
+        choices=["run", "status", "clear", "use", "export"],
+        help="run [STEP]: bring steps up to date; status: a table of steps; clear [STEP]: forget "
+        "steps and their cache; use NAME: switch pipeline; export PATH.py: write a Python module.",
+    )
+    @argument("target", nargs="?", help="A step name (run, clear), pipeline name (use) or path (export).")
+    @argument("--force", action="store_true", help="With run: execute even up-to-date steps.")
+    @line_magic("pipeline")
+    def pipeline_magic(self, line: str) -> Any:
+        """Run, inspect, clear, switch or export the notebook's pipeline."""
+        __tracebackhide__ = True  # noqa: F841
+        args = parse_argstring(self.pipeline_magic, line)
+        with _usage_errors():
+            if args.action == "run":
+                for name in self.pipeline.order(args.target):
+                    report = self.pipeline.run_step(name, force=args.force)
+                    print(report.summary(f"%pipeline run {name} --force"))
+                return None
+            if args.action == "status":
+                return self.pipeline.status()
+            if args.action == "clear":
+                self.pipeline.remove(args.target)
+                print(f"Forgot {repr(args.target) if args.target else 'every step'} in pipeline {self.pipeline.name!r}.")
+                return None
+            if args.action == "use":
+                if not args.target:
+                    raise UsageError("%pipeline use needs a name, e.g. %pipeline use churn_model")
+                self._pipeline = self._open(args.target)
+                print(f"Using pipeline {args.target!r} ({len(self._pipeline.steps)} steps stored).")
+                return None
+            from .export import export_pipeline
+
+            if not args.target:
+                raise UsageError("%pipeline export needs a path, e.g. %pipeline export pipeline.py")
+            path = export_pipeline(self.pipeline, args.target)
+            print(f"Wrote {path} ({len(self.pipeline.steps)} steps). Run it with: python {path}")
+            return None
+
+    # -- %dag ---------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--direction", default="LR", choices=["LR", "TB"], help="Left-right or top-bottom.")
+    @line_magic
+    def dag(self, line: str) -> Any:
+        """Show the pipeline's DAG, each step coloured by its state."""
+        args = parse_argstring(self.dag, line)
+        from .display import DagView
+
+        with _usage_errors():
+            return DagView(self.pipeline, direction=args.direction)
+
+
+@contextlib.contextmanager
+def _usage_errors() -> Iterator[None]:
+    """Show mlops_nb errors as one clear line instead of a traceback through the magic."""
+    try:
+        yield
+    except MlopsNbError as error:
+        raise UsageError(str(error)) from error
+
+
+def load(shell: InteractiveShell) -> None:
+    """Register the magics on ``shell`` (called by ``%load_ext mlops_nb``)."""
+    magics = StepMagics(shell)
+    shell.register_magics(magics)
+
+
+def active_pipeline() -> Pipeline:
+    """The Pipeline of the running IPython session's mlops_nb extension."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    magics = shell.magics_manager.registry.get("StepMagics") if shell is not None else None
+    if magics is None:
+        raise MlopsNbError(
+            "No notebook pipeline is active: run %load_ext mlops_nb in the notebook first, or, "
+            "in a script, create one with mlops_nb.Pipeline('name')."
+        )
+    return magics.pipeline
