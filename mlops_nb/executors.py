@@ -8,7 +8,7 @@ import io
 import linecache
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .pipeline import Step
@@ -32,9 +32,9 @@ def run_code(code: str, namespace: dict[str, Any], filename: str) -> Any:
     """
     __tracebackhide__ = True  # noqa: F841 -- IPython hides this frame from tracebacks
     tree = ast.parse(code, filename)
-    last = None
+    last: ast.Expr | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
-        last = tree.body.pop()
+        last = cast(ast.Expr, tree.body.pop())
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
     exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 -- running the user's cell is the job
     if last is None:

@@ -41,7 +41,7 @@ class NotebookExecutor(InProcessExecutor):
             )
             original_publish(data, metadata=metadata, **kwargs)
 
-        publisher.publish = publish  # type: ignore[method-assign]
+        publisher.publish = publish  # type: ignore[method-assign,assignment]
         try:
             with super().recording(recording):
                 yield
@@ -49,7 +49,8 @@ class NotebookExecutor(InProcessExecutor):
             del publisher.publish  # back to the class's own method
 
     def show(self, value: Any, recording: Recording) -> None:
-        data, metadata = self.shell.display_formatter.format(value)
+        formatter = self.shell.display_formatter
+        data, metadata = formatter.format(value) if formatter is not None else ({}, {})
         if data:
             self.shell.display_pub.publish(data, metadata=metadata)
 
@@ -86,19 +87,20 @@ class StepMagics(Magics):
 
     def __init__(self, shell: InteractiveShell) -> None:
         super().__init__(shell)
+        self.kernel = shell  # typed, never None (Magics.shell may be)
         self._pipeline: Pipeline | None = None
 
     @property
     def pipeline(self) -> Pipeline:
         """Created on first use, so that ``%load_ext`` itself does nothing slow."""
         if self._pipeline is None:
-            self._pipeline = self._open(_default_pipeline_name(self.shell))
+            self._pipeline = self._open(_default_pipeline_name(self.kernel))
         return self._pipeline
 
     def _open(self, name: str) -> Pipeline:
         store = self._pipeline.store if self._pipeline is not None else Store()
-        pipeline = Pipeline(name, store, self.shell.user_ns, NotebookExecutor(self.shell))
-        pipeline.hidden_names = set(self.shell.user_ns_hidden)
+        pipeline = Pipeline(name, store, self.kernel.user_ns, NotebookExecutor(self.kernel))
+        pipeline.hidden_names = set(self.kernel.user_ns_hidden)
         return pipeline
 
     # -- %%step -------------------------------------------------------------------------------
@@ -118,7 +120,7 @@ class StepMagics(Magics):
         """
         __tracebackhide__ = True  # noqa: F841
         args = parse_argstring(self.step, line)
-        code = self.shell.transform_cell(cell)
+        code = self.kernel.transform_cell(cell)
         with _usage_errors():
             self.pipeline.define_cell(
                 args.name, cell, code=code, needs=_names(args.needs),
@@ -146,7 +148,7 @@ class StepMagics(Magics):
     )
     @argument("target", nargs="?", help="A step name (run, clear), pipeline name (use) or path (export).")
     @argument("--force", action="store_true", help="With run: execute even up-to-date steps.")
-    @line_magic("pipeline")
+    @line_magic("pipeline")  # type: ignore[arg-type]
     def pipeline_magic(self, line: str) -> Any:
         """Run, inspect, clear, switch or export the notebook's pipeline."""
         __tracebackhide__ = True  # noqa: F841

@@ -30,7 +30,7 @@ from .errors import (
     did_you_mean,
     validate_name,
 )
-from .executors import InProcessExecutor
+from .executors import InProcessExecutor, Recording
 from .hashing import content_hash
 from .store import Store
 
@@ -394,11 +394,18 @@ class Pipeline:
         started = time.perf_counter()
         try:
             recording = self.executor.execute(step, self.namespace)
+            seconds = time.perf_counter() - started
+            return self._store_run(step, fingerprint, input_hashes, recording, seconds)
         except BaseException as error:
             seconds = time.perf_counter() - started
             self._record_run(step, "failed", None, input_hashes, {}, seconds, repr(error))
             raise
-        seconds = time.perf_counter() - started
+
+    def _store_run(
+        self, step: Step, fingerprint: str, input_hashes: dict[str, str], recording: Recording,
+        seconds: float,
+    ) -> StepReport:  # fmt: skip
+        """Store a step's outputs and recorded display, then commit its result in one transaction."""
         outputs = tuple(n for n in step.outputs if n in self.namespace)
         if step.no_cache:
             hashes = {n: content_hash(self.namespace[n]) for n in outputs}
@@ -575,10 +582,11 @@ class Pipeline:
                 lineno=mutation.lineno,
             )
         for name in step.outputs:
-            if name in step.reads and self._producers_of(name, step.name):
-                owner = self._producers_of(name, step.name)[0]
+            producers = self._producers_of(name, step.name)
+            if name in step.reads and producers:
+                owner_name = producers[0]
                 warnings.warn_explicit(
-                    f"step {step.name!r} re-assigns {name!r}, which step {owner!r} outputs: two "
+                    f"step {step.name!r} re-assigns {name!r}, which step {owner_name!r} outputs: two "
                     f"steps now produce {name!r} and re-running {step.name!r} would see its own "
                     f"result. Bind a new name instead, e.g. {name}_clean = ...",
                     MutationWarning,

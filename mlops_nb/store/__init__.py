@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from ..errors import CorruptObjectError, UnstorableValueError
+from ..errors import CorruptObjectError, UnhashableValueError, UnstorableValueError
 from ..hashing import content_hash
 from .catalog import connect
 from .serializers import by_name, serializer_for
@@ -121,7 +121,11 @@ class Store:
         The bytes go to a temporary file that is fsync'ed and renamed into place before the catalog
         row is committed, so a crash at any point leaves every committed object intact.
         """
-        value_hash = value_hash or content_hash(value)
+        if value_hash is None:
+            try:
+                value_hash = content_hash(value)
+            except UnhashableValueError as error:
+                raise UnstorableValueError(f"Cannot store {label}: {error}") from None
         existing = self.find(value_hash)
         if existing is not None:
             return existing
@@ -204,7 +208,7 @@ class Store:
                 with file:
                     file = io.BytesIO(file.read())
         with file:
-            if hashlib.file_digest(file, "sha256").hexdigest() != sha256:
+            if hashlib.file_digest(cast(Any, file), "sha256").hexdigest() != sha256:
                 raise CorruptObjectError(
                     f"The file {where!r} holding {label} is corrupt or was modified: its sha256 "
                     f"does not match the catalog, so it was not loaded. Re-run the step that "
