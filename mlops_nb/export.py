@@ -45,10 +45,10 @@ def pipeline_source(pipeline: Pipeline) -> str:
         step = pipeline.steps[name]
         for alias, (module, qualname) in step.imports.items():
             imports[alias] = _import_line(alias, module, qualname)
+        functions.append(_step_function(step))
         for read in step.reads:
             if read not in produced and read not in constants:
                 constants[read] = _literal(read, pipeline.namespace, step)
-        functions.append(_step_function(step))
         arguments = ", ".join(step.reads)
         call = f"{_function_name(step)}({arguments})"
         targets = ", ".join(step.outputs)

@@ -98,9 +98,9 @@ class StepReport:
             kept = "stored" if self.stored else "not cached (--no-cache)"
             return f"✓ {self.step}: ran in {self.seconds:.2f} s → {names} ({kept})"
         if self.action == "cached":
-            how = f"restored {', '.join(self.restored)} from the store" if self.restored else "kept the values in memory"
+            how = f"restored {', '.join(self.restored)} from the store" if self.restored else "outputs already in memory"
             return (
-                f"✓ {self.step}: up to date, cached ({how}; took {self.seconds:.2f} s to run). "
+                f"✓ {self.step}: up to date, cached: {how}, saving {self.seconds:.2f} s. "
                 f"To re-run anyway: {force_hint}"
             )
         return f"✗ {self.step}: failed after {self.seconds:.2f} s; nothing was stored"
@@ -388,8 +388,8 @@ class Pipeline:
             raise MlopsNbError(f"Step {name!r} has no code to run.")
         if step.kind == "function" and step.func is None:
             raise MlopsNbError(
-                f"Step {name!r} is a Python function from another session and has no cached "
-                f"result for its inputs. Run the code that defines it (the @step decorator) again."
+                f"Step {name!r} must run, but it is a Python function from another session whose "
+                f"code is not loaded here. Run the code that defines it (the @step decorator) again."
             )
         started = time.perf_counter()
         try:
