@@ -79,7 +79,7 @@ class DagView:
         ids = {name: f"s{index}" for index, name in enumerate(self.steps)}
         lines = [f"flowchart {self.direction}"]
         for name in self.steps:
-            label = f"{name}<br/><small>{self.state[name]}</small>"
+            label = f"{name}<br/>{self.state[name]}"
             lines.append(f'    {ids[name]}["{_mermaid_text(label)}"]')
         for upstream, downstream, passed in self.edges:
             arrow = f"-->|{_mermaid_text(', '.join(passed))}|" if passed else "-->"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
+from . import lineage
 from .cells import analyse, normalise
 from .errors import (
     AmbiguousProducerError,
@@ -393,9 +394,10 @@ class Pipeline:
             )
         started = time.perf_counter()
         try:
-            recording = self.executor.execute(step, self.namespace)
+            with lineage.collecting() as used:
+                recording = self.executor.execute(step, self.namespace)
             seconds = time.perf_counter() - started
-            return self._store_run(step, fingerprint, input_hashes, recording, seconds)
+            return self._store_run(step, fingerprint, input_hashes, recording, seconds, used)
         except BaseException as error:
             seconds = time.perf_counter() - started
             self._record_run(step, "failed", None, input_hashes, {}, seconds, repr(error))
@@ -403,7 +405,7 @@ class Pipeline:
 
     def _store_run(
         self, step: Step, fingerprint: str, input_hashes: dict[str, str], recording: Recording,
-        seconds: float,
+        seconds: float, used: list[dict[str, Any]],
     ) -> StepReport:  # fmt: skip
         """Store a step's outputs and recorded display, then commit its result in one transaction."""
         outputs = tuple(n for n in step.outputs if n in self.namespace)
@@ -417,11 +419,12 @@ class Pipeline:
         }
         with self.store.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO results (pipeline, step, fingerprint, outputs, display, "
+                "seconds, created, lineage) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.name, step.name, fingerprint,
                     json.dumps({n: [r.sha256, r.value_hash] for n, r in refs.items()}),
-                    json.dumps(recording), seconds, time.time(),
+                    json.dumps(recording), seconds, time.time(), json.dumps(used, default=str),
                 ),
             )  # fmt: skip
             self._record_run(
@@ -501,6 +504,17 @@ class Pipeline:
         else:
             with self.store.transaction() as connection:
                 connection.execute(sql, row)
+
+    def lineage(self, name: str) -> list[dict[str, Any]]:
+        """What data the step's latest stored result was built from (e.g. feature view versions)."""
+        step = self._get(name)
+        rows = self.store.query(
+            "SELECT r.lineage FROM results r JOIN runs ON runs.pipeline = r.pipeline "
+            "AND runs.step = r.step AND runs.fingerprint = r.fingerprint "
+            "WHERE r.pipeline = ? AND r.step = ?",
+            (self.name, step.name),
+        )
+        return json.loads(rows[0][0]) if rows else []
 
     # -- status ------------------------------------------------------------------------------------
     def states(self) -> dict[str, dict[str, Any]]:

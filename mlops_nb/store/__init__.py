@@ -115,11 +115,14 @@ class Store:
         rows = self.query("SELECT sha256 FROM objects WHERE value_hash = ? LIMIT 1", (value_hash,))
         return ObjectRef(rows[0][0], value_hash) if rows else None
 
-    def put(self, value: Any, value_hash: str | None = None, *, label: str = "value") -> ObjectRef:
+    def put(
+        self, value: Any, value_hash: str | None = None, *, label: str = "value", inline: bool = True
+    ) -> ObjectRef:
         """Store ``value`` (once per distinct content) and return its reference.
 
         The bytes go to a temporary file that is fsync'ed and renamed into place before the catalog
-        row is committed, so a crash at any point leaves every committed object intact.
+        row is committed, so a crash at any point leaves every committed object intact. Small
+        values live in the catalog itself unless ``inline=False`` (files other tools must read).
         """
         if value_hash is None:
             try:
@@ -127,12 +130,12 @@ class Store:
             except UnhashableValueError as error:
                 raise UnstorableValueError(f"Cannot store {label}: {error}") from None
         existing = self.find(value_hash)
-        if existing is not None:
+        if existing is not None and (inline or self._is_file(existing.sha256)):
             return existing
         errors = []
         for serializer in serializer_for(value):
             try:
-                return self._put_with(serializer, value, value_hash)
+                return self._put_with(serializer, value, value_hash, inline)
             except Exception as error:  # the next serializer may cope (pickle copes with most)
                 errors.append(f"{serializer.name}: {error}")
         raise UnstorableValueError(
@@ -141,7 +144,10 @@ class Store:
             f"or convert them to data."
         )
 
-    def _put_with(self, serializer: Any, value: Any, value_hash: str) -> ObjectRef:
+    def _is_file(self, sha256: str) -> bool:
+        return bool(self.query("SELECT 1 FROM objects WHERE sha256 = ? AND inline IS NULL", (sha256,)))
+
+    def _put_with(self, serializer: Any, value: Any, value_hash: str, inline_ok: bool) -> ObjectRef:
         temporary = tempfile.NamedTemporaryFile(
             dir=self.objects_dir, prefix=".incoming-", suffix=serializer.suffix, delete=False
         )
@@ -154,7 +160,7 @@ class Store:
                 sha256, size = writer.sha256.hexdigest(), writer.size
                 trusted = json.dumps(serializer.untrusted_types(raw.name) if size else [])
                 inline = None
-                if size <= INLINE_LIMIT:
+                if inline_ok and size <= INLINE_LIMIT:
                     raw.seek(0)
                     inline = raw.read()
                 else:
@@ -170,7 +176,7 @@ class Store:
                 os.unlink(temporary.name)
         with self.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (sha256, value_hash, serializer.name, size, inline, trusted, time.time()),
             )
         return ObjectRef(sha256, value_hash)
@@ -179,18 +185,29 @@ class Store:
         """Where the file of a large object lives: ``objects/ab/abcdef....suffix``."""
         return self.objects_dir / sha256[:2] / f"{sha256}{suffix}"
 
+    def verify(self, sha256: str, *, label: str = "value") -> None:
+        """Check a stored object's bytes against their sha256 without loading it."""
+        self._open_checked(sha256, label).close()
+
     def get(self, sha256: str, *, label: str = "value") -> Any:
         """Load a stored object, after checking its bytes against their sha256."""
-        rows = self.query(
-            "SELECT serializer, inline, trusted FROM objects WHERE sha256 = ?", (sha256,)
-        )
+        serializer, trusted = self._describe(sha256, label)
+        with self._open_checked(sha256, label) as file:
+            return serializer.load(file, trusted)
+
+    def _describe(self, sha256: str, label: str) -> tuple[Any, list[str]]:
+        rows = self.query("SELECT serializer, trusted FROM objects WHERE sha256 = ?", (sha256,))
         if not rows:
             raise CorruptObjectError(
                 f"The store at {str(self.root)!r} has no object {sha256[:12]}... for {label}: "
                 f"its catalog and files are out of step. Re-run the step that produces it."
             )
-        name, inline, trusted = rows[0]
-        serializer = by_name(name)
+        return by_name(rows[0][0]), json.loads(rows[0][1])
+
+    def _open_checked(self, sha256: str, label: str) -> IO[bytes]:
+        """The object's bytes as an open file, positioned at 0, after the checksum passed."""
+        serializer, _ = self._describe(sha256, label)
+        inline = self.query("SELECT inline FROM objects WHERE sha256 = ?", (sha256,))[0][0]
         if inline is not None:
             file: IO[bytes] = io.BytesIO(bytes(inline))
             where = f"the catalog row of object {sha256[:12]}"
@@ -207,15 +224,15 @@ class Store:
             if serializer.name == "pickle":  # unpickle exactly the bytes that were checked
                 with file:
                     file = io.BytesIO(file.read())
-        with file:
-            if hashlib.file_digest(cast(Any, file), "sha256").hexdigest() != sha256:
-                raise CorruptObjectError(
-                    f"The file {where!r} holding {label} is corrupt or was modified: its sha256 "
-                    f"does not match the catalog, so it was not loaded. Re-run the step that "
-                    f"produces it (with --force) to write a good copy."
-                )
-            file.seek(0)
-            return serializer.load(file, json.loads(trusted))
+        if hashlib.file_digest(cast(Any, file), "sha256").hexdigest() != sha256:
+            file.close()
+            raise CorruptObjectError(
+                f"The file {where!r} holding {label} is corrupt or was modified: its sha256 "
+                f"does not match the catalog, so it was not loaded. Re-run the step that "
+                f"produces it (with --force) to write a good copy."
+            )
+        file.seek(0)
+        return file
 
 
 def _fsync_directory(path: Path) -> None:

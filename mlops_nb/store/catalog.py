@@ -51,6 +51,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (pipeline, step)
     );
     """,
+    # 2: the feature store (views, offline parts, online values) and lineage of step results.
+    """
+    CREATE TABLE feature_views (
+        name       TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        definition TEXT NOT NULL,
+        created    REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE feature_parts (
+        view      TEXT NOT NULL,
+        version   INTEGER NOT NULL,
+        part      INTEGER NOT NULL,
+        sha256    TEXT NOT NULL,
+        rows      INTEGER NOT NULL,
+        first_ts  TEXT,
+        last_ts   TEXT,
+        ingested  REAL NOT NULL,
+        PRIMARY KEY (view, version, part)
+    );
+    CREATE TABLE online_features (
+        view     TEXT NOT NULL,
+        version  INTEGER NOT NULL,
+        entity   TEXT NOT NULL,
+        sort_key TEXT NOT NULL,
+        event_us INTEGER NOT NULL,
+        features TEXT NOT NULL,
+        PRIMARY KEY (view, version, entity)
+    );
+    ALTER TABLE results ADD COLUMN lineage TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

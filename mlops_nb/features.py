@@ -1,0 +1,671 @@
+"""The Feature Store pattern: versioned feature views, point-in-time training sets, online lookup."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import lineage
+from .errors import MlopsNbError, did_you_mean, validate_name
+from .store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "FeatureView",
+    "FeatureStore",
+    "IngestReport",
+    "UnknownViewError",
+    "FeatureValidationError",
+]
+
+# Parts of one view version are ordered by a 12-bit number inside the join key (see _ORDER_KEY).
+MAX_PARTS = 4096
+
+
+class UnknownViewError(MlopsNbError, KeyError):
+    """A feature view or feature name that the store does not know."""
+
+
+class FeatureValidationError(MlopsNbError, ValueError):
+    """Data that does not fit a feature view; nothing was written."""
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """A named group of features about some entities, each row valid from its event timestamp.
+
+    Parameters
+    ----------
+    name : str
+        The view's name, e.g. ``"driver_stats"``.
+    entities : list of str
+        The key columns, e.g. ``["driver_id"]``.
+    timestamp : str
+        The column saying when each row's values became true (the event time).
+    created : str, optional
+        A column saying when each row was computed; breaks ties between equal event times.
+    ttl : timedelta or str, optional
+        How long a value stays valid, e.g. ``"2h"`` or ``"7d"``; older values read as missing.
+    schema : dict, optional
+        Feature column -> dtype. Inferred from the first ingest when omitted.
+    description : str
+        What the features mean, for the people who will reuse them.
+
+    Examples
+    --------
+    >>> FeatureView("driver_stats", entities=["driver_id"], ttl="2h").ttl
+    Timedelta('0 days 02:00:00')
+    """
+
+    name: str
+    entities: Sequence[str]
+    timestamp: str = "event_ts"
+    created: str | None = None
+    ttl: Any = None
+    schema: dict[str, str] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        import pandas as pd
+
+        validate_name(self.name, "feature view")
+        entities = [self.entities] if isinstance(self.entities, str) else list(self.entities)
+        if not entities or not all(isinstance(e, str) and e for e in entities):
+            raise FeatureValidationError(
+                f"Feature view {self.name!r} needs entities=[...] naming its key column(s), "
+                f"e.g. entities=['driver_id']; got {self.entities!r}."
+            )
+        object.__setattr__(self, "entities", tuple(entities))
+        if self.ttl is not None:
+            try:
+                ttl = pd.Timedelta(self.ttl)
+            except (ValueError, TypeError):
+                ttl = pd.NaT
+            if pd.isna(ttl) or ttl <= pd.Timedelta(0):
+                raise FeatureValidationError(
+                    f"ttl={self.ttl!r} is not a positive duration: use e.g. '2h', '7d' or "
+                    f"datetime.timedelta(days=7), or ttl=None for no limit."
+                )
+            object.__setattr__(self, "ttl", ttl)
+        if self.schema is not None:
+            object.__setattr__(self, "schema", {str(k): str(v) for k, v in self.schema.items()})
+
+    @property
+    def features(self) -> list[str]:
+        """The feature columns (known once the schema is given or inferred)."""
+        return list(self.schema or {})
+
+    def _definition(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["entities"] = list(self.entities)
+        record["ttl"] = None if self.ttl is None else self.ttl.isoformat()
+        return record
+
+    @classmethod
+    def _from_definition(cls, record: dict[str, Any]) -> FeatureView:
+        return cls(**record)
+
+
+@dataclass
+class IngestReport:
+    """What one ingest wrote."""
+
+    view: str
+    version: int
+    part: int
+    rows: int
+    entities: int
+    first_event: Any
+    last_event: Any
+    online_updated: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"Ingested {self.rows} rows into {self.view!r} v{self.version} (part {self.part}); "
+            f"events from {self.first_event} to {self.last_event}; online values updated for "
+            f"{self.online_updated} of {self.entities} entities."
+        )
+
+
+@dataclass
+class _Versioned:
+    view: FeatureView
+    version: int
+    parts: list[tuple[int, str]] = field(default_factory=list)  # (part, sha256)
+
+
+class FeatureStore:
+    """Feature views kept in the local store: Parquet parts offline, SQLite rows online.
+
+    Parameters
+    ----------
+    path : str, Path or Store, optional
+        The store folder (default ``$MLOPS_NB_HOME`` or ``./.mlops_nb``), or an open Store.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> fs = FeatureStore(tempfile.mkdtemp())
+    >>> fs.apply(FeatureView("speed", entities=["car"], timestamp="ts"))
+    1
+    >>> rows = pd.DataFrame({"car": [1, 1], "ts": ["2024-01-01", "2024-01-03"], "kmh": [50.0, 70.0]})
+    >>> print(fs.ingest("speed", rows))  # doctest: +ELLIPSIS
+    Ingested 2 rows into 'speed' v1 (part 1); ...
+    >>> wanted = pd.DataFrame({"car": [1, 1], "event_timestamp": ["2024-01-02", "2024-01-04"]})
+    >>> fs.get_historical_features(wanted, ["speed:kmh"])["kmh"].tolist()
+    [50.0, 70.0]
+    """
+
+    def __init__(self, path: str | Path | Store | None = None) -> None:
+        self.store = path if isinstance(path, Store) else Store(path)
+        self._verified: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.store.root)!r})"
+
+    # -- views ---------------------------------------------------------------------------------
+    def apply(self, view: FeatureView) -> int:
+        """Register ``view`` and return its version.
+
+        Re-applying an identical view changes nothing. Changing the description or ttl updates
+        the current version; changing entities, timestamps or the schema of a view that already
+        has data creates a new version (the old ones stay readable).
+        """
+        current = self._current(view.name, missing_ok=True)
+        if current is None:
+            self._save_view(view, 1)
+            return 1
+        old = current.view
+        if view.schema is None and old.schema is not None:
+            view = replace(view, schema=old.schema)
+        if view == old:
+            return current.version
+        structural = (view.entities, view.timestamp, view.created, view.schema)
+        if structural == (old.entities, old.timestamp, old.created, old.schema) or not current.parts:
+            self._save_view(view, current.version)
+            return current.version
+        self._save_view(view, current.version + 1)
+        return current.version + 1
+
+    def _save_view(self, view: FeatureView, version: int) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO feature_views VALUES (?, ?, ?, ?)",
+                (view.name, version, json.dumps(view._definition()), time.time()),
+            )
+
+    def _current(self, name: str, version: int | None = None, missing_ok: bool = False) -> Any:
+        rows = self.store.query(
+            "SELECT version, definition FROM feature_views WHERE name = ? "
+            + ("AND version = ? " if version is not None else "")
+            + "ORDER BY version DESC LIMIT 1",
+            (name, version) if version is not None else (name,),
+        )
+        if not rows:
+            if missing_ok:
+                return None
+            known = [r[0] for r in self.store.query("SELECT DISTINCT name FROM feature_views")]
+            what = f"version {version} of feature view" if version is not None else "feature view"
+            raise UnknownViewError(
+                f"No {what} {name!r}.{did_you_mean(name, known)} Known views: "
+                f"{', '.join(sorted(known)) or 'none yet'}. Create it with "
+                f"fs.apply(FeatureView({name!r}, entities=[...]))."
+            )
+        number, definition = rows[0]
+        parts = self.store.query(
+            "SELECT part, sha256 FROM feature_parts WHERE view = ? AND version = ? ORDER BY part",
+            (name, number),
+        )
+        return _Versioned(FeatureView._from_definition(json.loads(definition)), number, parts)
+
+    def get_view(self, name: str, version: int | None = None) -> FeatureView:
+        """The definition of a view (latest version by default)."""
+        return self._current(name, version).view  # type: ignore[no-any-return]
+
+    def list_views(self) -> pd.DataFrame:
+        """One row per view: latest version, entities, features, rows, parts, description."""
+        import pandas as pd
+
+        rows = []
+        for (name,) in self.store.query("SELECT DISTINCT name FROM feature_views ORDER BY name"):
+            current = self._current(name)
+            count = self.store.query(
+                "SELECT COALESCE(SUM(rows), 0) FROM feature_parts WHERE view = ? AND version = ?",
+                (name, current.version),
+            )[0][0]
+            rows.append(
+                {
+                    "view": name,
+                    "version": current.version,
+                    "entities": ", ".join(current.view.entities),
+                    "features": ", ".join(current.view.features),
+                    "rows": count,
+                    "parts": len(current.parts),
+                    "ttl": current.view.ttl,
+                    "description": current.view.description,
+                }
+            )
+        columns = ["view", "version", "entities", "features", "rows", "parts", "ttl", "description"]
+        return pd.DataFrame(rows, columns=columns)
+
+    # -- ingest --------------------------------------------------------------------------------
+    def ingest(self, view_name: str, df: pd.DataFrame) -> IngestReport:
+        """Validate ``df`` against the view, then append it offline and update the online store.
+
+        Nothing is written when validation fails: the error names the offending columns.
+        """
+        import pandas as pd
+
+        started = time.perf_counter()
+        current = self._current(view_name)
+        view: FeatureView = current.view
+        if not isinstance(df, pd.DataFrame):
+            raise FeatureValidationError(
+                f"ingest() takes a pandas DataFrame, got {type(df).__qualname__}."
+            )
+        if len(current.parts) >= MAX_PARTS:
+            raise FeatureValidationError(
+                f"Feature view {view_name!r} v{current.version} has {MAX_PARTS} parts, the most "
+                f"one version holds. Ingest larger batches, or re-apply the view with a changed "
+                f"schema to start a new version."
+            )
+        frame, schema = _validated(view, df)
+        if view.schema is None:
+            view = replace(view, schema=schema)
+            self._save_view(view, current.version)
+        part = len(current.parts) + 1
+        frame.insert(len(frame.columns), "_part", part)
+        ref = self.store.put(frame.reset_index(drop=True), label=f"part {part} of view {view_name!r}", inline=False)
+        latest = _latest_per_entity(frame, view)
+        first, last = frame["_event_ts"].min(), frame["_event_ts"].max()
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT INTO feature_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (view_name, current.version, part, ref.sha256, len(frame), str(first), str(last), time.time()),
+            )
+            updated = 0
+            for entity, sort_key, event_us, values in latest:
+                cursor = db.execute(
+                    "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (view, version, entity) DO UPDATE SET sort_key = excluded.sort_key, "
+                    "event_us = excluded.event_us, features = excluded.features "
+                    "WHERE excluded.sort_key > online_features.sort_key",
+                    (view_name, current.version, entity, sort_key, event_us, values),
+                )
+                updated += cursor.rowcount
+        return IngestReport(
+            view_name, current.version, part, len(frame), len(latest), first, last, updated,
+            time.perf_counter() - started,
+        )  # fmt: skip
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, view: str, version: int | None = None) -> pd.DataFrame:
+        """Every row ingested into a view version, in ingestion order."""
+        import pandas as pd
+
+        current = self._current(view, version)
+        frames = [self.store.get(sha, label=f"part {p} of view {view!r}") for p, sha in current.parts]
+        columns = [*current.view.entities, current.view.timestamp]
+        if not frames:
+            return pd.DataFrame(columns=[*columns, *current.view.features])
+        data = pd.concat(frames, ignore_index=True)
+        data = data.rename(columns={"_event_ts": current.view.timestamp, "_created_ts": current.view.created or "_created_ts"})
+        keep = [*columns, *([current.view.created] if current.view.created else []), *current.view.features]
+        return data[keep]
+
+    def describe(self, view: str, version: int | None = None) -> pd.DataFrame:
+        """Per feature: count, nulls, mean, std, min, max, and the view's event time range."""
+        data = self.read(view, version)
+        name = self._current(view, version).view
+        rows = []
+        for feature in name.features:
+            column = data[feature]
+            numeric = column.dtype.kind in "biuf"
+            rows.append(
+                {
+                    "feature": feature,
+                    "dtype": str(column.dtype),
+                    "count": int(column.notna().sum()),
+                    "nulls": int(column.isna().sum()),
+                    "mean": float(column.mean()) if numeric and len(column) else math.nan,
+                    "std": float(column.std()) if numeric and len(column) > 1 else math.nan,
+                    "min": column.min() if len(column) and numeric else None,
+                    "max": column.max() if len(column) and numeric else None,
+                    "first_event": data[name.timestamp].min() if len(data) else None,
+                    "last_event": data[name.timestamp].max() if len(data) else None,
+                }
+            )
+        import pandas as pd
+
+        return pd.DataFrame(rows).set_index("feature")
+
+    def _parts_paths(self, name: str, current: _Versioned) -> list[str]:
+        """Paths of a version's Parquet parts, each checked against its sha256 once per session."""
+        paths = []
+        for part, sha256 in current.parts:
+            path = self.store.object_path(sha256, ".parquet")
+            if sha256 not in self._verified:
+                self.store.verify(sha256, label=f"part {part} of view {name!r}")
+                self._verified.add(sha256)
+            paths.append(str(path))
+        return paths
+
+    def get_historical_features(
+        self,
+        entity_df: pd.DataFrame,
+        features: Iterable[str],
+        full_feature_names: bool = False,
+        *,
+        timestamp: str | None = None,
+    ) -> pd.DataFrame:
+        """A training set: ``entity_df`` with, per row, the feature values as of that row's time.
+
+        For an entity row (keys, time t) and a view with TTL L, the candidates are that entity's
+        rows with ``t - L <= event time <= t``; the winner has the latest event time, then the
+        latest created time, then the latest ingestion. No candidate gives a missing value. The
+        result has exactly the rows of ``entity_df``, in the same order.
+
+        ``features`` are ``"view:feature"`` strings. The entity time column is ``timestamp``,
+        by default ``event_timestamp`` (as in Feast) or the only datetime column.
+        """
+        import duckdb
+        import pandas as pd
+
+        requested = self._parse_features(features)
+        time_column = _entity_time_column(entity_df, timestamp)
+        result = entity_df.copy()
+        keys = pd.DataFrame(index=pd.RangeIndex(len(entity_df)))
+        keys["_entity_us"] = _as_utc_micros(entity_df[time_column], time_column)
+        sources: dict[str, list[str]] = {}
+        joins, selects = [], []
+        for number, (view_name, (current, wanted)) in enumerate(requested.items()):
+            view = current.view
+            missing = [c for c in view.entities if c not in entity_df.columns]
+            if missing:
+                raise FeatureValidationError(
+                    f"entity_df lacks {missing} needed to look up view {view_name!r} "
+                    f"(entities {list(view.entities)}). Its columns: {list(entity_df.columns)}."
+                )
+            for entity in view.entities:
+                keys[f"_k{number}_{entity}"] = entity_df[entity].to_numpy()
+            paths = self._parts_paths(view_name, current)
+            alias = f"f{number}"
+            sources[view_name] = [f"part {p}" for p, _ in current.parts]
+            if paths:
+                table = (
+                    f"(SELECT *, (epoch_us(_event_ts)::HUGEINT << 75) + "
+                    f"((epoch_us(_created_ts)::HUGEINT + (1::HUGEINT << 62)) << 12) + _part AS _order "
+                    f"FROM read_parquet({paths!r}))"
+                )
+            else:
+                empty = ", ".join(
+                    [f"NULL::BIGINT AS {_quote(e)}" for e in view.entities]
+                    + [f"NULL::TIMESTAMP AS _event_ts", "NULL::HUGEINT AS _order"]
+                    + [f"NULL AS {_quote(f)}" for f in wanted]
+                )
+                table = f"(SELECT {empty} WHERE false)"
+            on = " AND ".join(f"e.{_quote(f'_k{number}_{k}')} = {alias}.{_quote(k)}" for k in view.entities)
+            joins.append(f"ASOF LEFT JOIN {table} {alias} ON {on} AND e._entity_order >= {alias}._order")
+            for feature in wanted:
+                value = f"{alias}.{_quote(feature)}"
+                if view.ttl is not None:
+                    ttl_us = int(view.ttl / pd.Timedelta(microseconds=1))
+                    value = f"CASE WHEN epoch_us({alias}._event_ts) >= e._entity_us - {ttl_us} THEN {value} END"
+                out_name = f"{view_name}__{feature}" if full_feature_names else feature
+                if out_name in result.columns:
+                    raise FeatureValidationError(
+                        f"Feature {feature!r} would overwrite the column {out_name!r}; pass "
+                        f"full_feature_names=True to name it {view_name}__{feature}."
+                    )
+                selects.append(f"{value} AS {_quote(out_name)}")
+                result[out_name] = None
+        keys["_row"] = range(len(keys))
+        connection = duckdb.connect()
+        connection.register("entities_raw", keys)
+        sql = (
+            "WITH e AS (SELECT *, (_entity_us::HUGEINT << 75) + ((1::HUGEINT << 75) - 1) AS _entity_order "
+            "FROM entities_raw) "
+            f"SELECT e._row, {', '.join(selects)} FROM e {' '.join(joins)} ORDER BY e._row"
+        )
+        joined = connection.sql(sql).df()
+        connection.close()
+        for column in joined.columns[1:]:
+            result[column] = joined[column].to_numpy()
+        used = [
+            {"kind": "feature_view", "view": v, "version": c.version, "parts": [p for p, _ in c.parts],
+             "features": w}
+            for v, (c, w) in requested.items()
+        ]  # fmt: skip
+        result.attrs["lineage"] = used
+        for entry in used:
+            lineage.record(entry)
+        return result
+
+    def _parse_features(self, features: Iterable[str]) -> dict[str, tuple[_Versioned, list[str]]]:
+        if isinstance(features, str):
+            features = [features]
+        requested: dict[str, tuple[_Versioned, list[str]]] = {}
+        for reference in features:
+            view_name, _, feature = str(reference).partition(":")
+            if not feature:
+                raise FeatureValidationError(
+                    f"Name features as 'view:feature', e.g. 'driver_stats:conv_rate'; got {reference!r}."
+                )
+            if view_name not in requested:
+                requested[view_name] = (self._current(view_name), [])
+            current, wanted = requested[view_name]
+            if feature not in current.view.features:
+                raise UnknownViewError(
+                    f"View {view_name!r} has no feature {feature!r}.{did_you_mean(feature, current.view.features)} "
+                    f"Its features: {', '.join(current.view.features) or 'none yet (ingest data first)'}."
+                )
+            wanted.append(feature)
+        if not requested:
+            raise FeatureValidationError("Ask for at least one feature, e.g. ['driver_stats:conv_rate'].")
+        return requested
+
+    def get_online_features(
+        self, entity_rows: Any, features: Iterable[str], *, now: Any = None
+    ) -> pd.DataFrame:
+        """The latest value of each feature per entity, for serving.
+
+        ``entity_rows`` is a list of dicts (or a DataFrame) holding the entity key columns.
+        Values older than the view's TTL at ``now`` (default: the current time) read as missing.
+        """
+        import pandas as pd
+
+        requested = self._parse_features(features)
+        rows = entity_rows.to_dict("records") if isinstance(entity_rows, pd.DataFrame) else list(entity_rows)
+        now_us = _now_micros(now)
+        columns: dict[str, list[Any]] = {}
+        for view_name, (current, wanted) in requested.items():
+            view = current.view
+            for entity in view.entities:
+                if entity not in columns:
+                    columns[entity] = [row.get(entity) if isinstance(row, dict) else None for row in rows]
+            missing = [e for e in view.entities if any(not isinstance(r, dict) or e not in r for r in rows)]
+            if missing:
+                raise FeatureValidationError(
+                    f"Each entity row needs {list(view.entities)} for view {view_name!r}; "
+                    f"missing {missing}, e.g. [{{{view.entities[0]!r}: 1001}}]."
+                )
+            keys = [_entity_key(tuple(row[e] for e in view.entities)) for row in rows]
+            found: dict[str, tuple[int, dict[str, Any]]] = {}
+            for chunk in range(0, len(keys), 900):
+                batch = list(dict.fromkeys(keys[chunk : chunk + 900]))
+                marks = ",".join("?" * len(batch))
+                for entity, event_us, values in self.store.query(
+                    "SELECT entity, event_us, features FROM online_features "
+                    f"WHERE view = ? AND version = ? AND entity IN ({marks})",  # noqa: S608
+                    (view_name, current.version, *batch),
+                ):
+                    found[entity] = (event_us, json.loads(values))
+            ttl_us = None if view.ttl is None else int(view.ttl / pd.Timedelta(microseconds=1))
+            for feature in wanted:
+                values_out = []
+                for key in keys:
+                    hit = found.get(key)
+                    fresh = hit is not None and (ttl_us is None or hit[0] >= now_us - ttl_us)
+                    values_out.append(hit[1].get(feature) if fresh and hit else None)
+                columns[feature] = values_out
+        return pd.DataFrame(columns)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _entity_key(values: tuple[Any, ...]) -> str:
+    return json.dumps([v.item() if hasattr(v, "item") else v for v in values])
+
+
+def _now_micros(now: Any) -> int:
+    import pandas as pd
+
+    moment = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    if moment.tzinfo is None:
+        moment = moment.tz_localize("UTC")
+    return int(moment.value // 1000)
+
+
+def _entity_time_column(entity_df: pd.DataFrame, timestamp: str | None) -> str:
+    import pandas as pd
+
+    if timestamp is not None:
+        if timestamp not in entity_df.columns:
+            raise FeatureValidationError(
+                f"entity_df has no column {timestamp!r}.{did_you_mean(timestamp, map(str, entity_df.columns))}"
+            )
+        return timestamp
+    if "event_timestamp" in entity_df.columns:
+        return "event_timestamp"
+    dated = [c for c in entity_df.columns if pd.api.types.is_datetime64_any_dtype(entity_df[c])]
+    if len(dated) == 1:
+        return str(dated[0])
+    raise FeatureValidationError(
+        f"Which column of entity_df holds each row's time? Name it 'event_timestamp' or pass "
+        f"timestamp='...'. Its columns: {list(entity_df.columns)}."
+    )
+
+
+def _as_utc_micros(column: pd.Series, name: str) -> Any:
+    """Microseconds since the epoch, UTC; naive times are taken as UTC."""
+    parsed = _parse_times(column, name)
+    return parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").astype("int64").to_numpy()
+
+
+def _parse_times(column: pd.Series, name: str) -> pd.Series:
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(column):
+        parsed = column if getattr(column.dt, "tz", None) is not None else column.dt.tz_localize("UTC")
+    else:
+        parsed = pd.to_datetime(column, utc=True, errors="coerce", format="mixed")
+    bad = column[parsed.isna()]
+    if len(bad):
+        raise FeatureValidationError(
+            f"Column {name!r} has {len(bad)} missing or unparseable timestamp(s), e.g. "
+            f"{bad.head(3).tolist()!r} at rows {bad.index[:3].tolist()}. Fix or drop those rows."
+        )
+    return parsed
+
+
+def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The frame to store (keys, _event_ts, _created_ts, features) and the feature schema."""
+    import pandas as pd
+
+    required = [*view.entities, view.timestamp, *([view.created] if view.created else [])]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise FeatureValidationError(
+            f"Cannot ingest into {view.name!r}: missing column(s) {missing}. The view needs "
+            f"entities {list(view.entities)} and timestamp {view.timestamp!r}"
+            + (f" and created {view.created!r}" if view.created else "")
+            + f"; the data has {list(map(str, df.columns))}."
+        )
+    for key in view.entities:
+        nulls = df[key].isna()
+        if nulls.any():
+            raise FeatureValidationError(
+                f"Cannot ingest into {view.name!r}: entity column {key!r} is empty in "
+                f"{int(nulls.sum())} row(s), e.g. rows {df.index[nulls][:3].tolist()}. Every row "
+                f"needs its key: drop or fill those rows."
+            )
+    features = [c for c in df.columns if c not in required]
+    if any(not isinstance(c, str) for c in features):
+        raise FeatureValidationError(f"Feature column names must be strings; got {features!r}.")
+    if view.schema is not None:
+        extra = [c for c in features if c not in view.schema]
+        absent = [c for c in view.schema if c not in features]
+        drift = [
+            f"{c!r} is {df[c].dtype} but the view has {view.schema[c]}"
+            for c in features
+            if c in view.schema and not _compatible(str(df[c].dtype), view.schema[c])
+        ]
+        if extra or absent or drift:
+            problems = (
+                ([f"unknown column(s) {extra}"] if extra else [])
+                + ([f"missing feature(s) {absent}"] if absent else [])
+                + drift
+            )
+            raise FeatureValidationError(
+                f"Cannot ingest into {view.name!r} v-current: {'; '.join(problems)}. Match the "
+                f"view's schema {view.schema}, or apply a FeatureView with the new schema to "
+                f"start a new version."
+            )
+    if not features:
+        raise FeatureValidationError(
+            f"Cannot ingest into {view.name!r}: the data has no feature columns besides "
+            f"{required}."
+        )
+    event = _parse_times(df[view.timestamp], view.timestamp)
+    frame = pd.DataFrame({key: df[key].to_numpy() for key in view.entities})
+    frame["_event_ts"] = event.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").to_numpy()
+    if view.created:
+        created = _parse_times(df[view.created], view.created)
+        frame["_created_ts"] = created.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").to_numpy()
+    else:
+        frame["_created_ts"] = pd.Series(pd.Timestamp(0), index=frame.index).astype("datetime64[us]").to_numpy()
+    schema = {}
+    for feature in features:
+        values = df[feature]
+        if view.schema is not None and str(values.dtype) != view.schema[feature]:
+            values = values.astype(view.schema[feature])
+        frame[feature] = values.to_numpy()
+        schema[feature] = str(values.dtype)
+    # Within one ingest, the later of two rows with the same key and times wins.
+    frame = frame.drop_duplicates([*view.entities, "_event_ts", "_created_ts"], keep="last")
+    return frame, schema
+
+
+def _compatible(actual: str, expected: str) -> bool:
+    """Same dtype, or integers into a float column (a safe widening)."""
+    return actual == expected or (expected.startswith("float") and actual.startswith(("int", "uint")))
+
+
+def _latest_per_entity(frame: pd.DataFrame, view: FeatureView) -> list[tuple[str, str, int, str]]:
+    """Per entity in this ingest: its newest row as (key, sort key, event µs, JSON features)."""
+    ordered = frame.sort_values(["_event_ts", "_created_ts"], kind="stable")
+    latest = ordered.drop_duplicates(list(view.entities), keep="last")
+    event_us = latest["_event_ts"].astype("int64").to_numpy()
+    created_us = latest["_created_ts"].astype("int64").to_numpy()
+    part = int(frame["_part"].iloc[0])
+    features = view.features or [c for c in frame.columns if not c.startswith("_") and c not in view.entities]
+    records = latest[features].astype(object).where(latest[features].notna(), None).to_dict("records")
+    keys = latest[list(view.entities)].itertuples(index=False, name=None)
+    out = []
+    for key, ev, cr, values in zip(keys, event_us, created_us, records):
+        sort_key = f"{int(ev) + 2**62:016x}{int(cr) + 2**62:016x}{part:04x}"
+        clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()}
+        out.append((_entity_key(key), sort_key, int(ev), json.dumps(clean, default=str)))
+    return out
+
