@@ -21,6 +21,7 @@ from .errors import (
     UnknownStepError,
     UnstorableValueError,
 )
+from .features import FeatureStore, FeatureValidationError, FeatureView, UnknownViewError
 from .pipeline import Pipeline, Step, StepReport
 from .store import Store
 
@@ -33,6 +34,9 @@ __all__ = [
     "AmbiguousProducerError",
     "CorruptObjectError",
     "CycleError",
+    "FeatureStore",
+    "FeatureValidationError",
+    "FeatureView",
     "InvalidNameError",
     "MissingInputError",
     "MlopsNbError",
@@ -44,6 +48,7 @@ __all__ = [
     "Store",
     "UnhashableValueError",
     "UnknownStepError",
+    "UnknownViewError",
     "UnstorableValueError",
     "load_ipython_extension",
     "pipeline",
@@ -52,7 +57,7 @@ __all__ = [
 
 
 def load_ipython_extension(shell: InteractiveShell) -> None:
-    """Register ``%%step``, ``%pipeline`` and ``%dag`` (run by ``%load_ext mlops_nb``)."""
+    """Register ``%%step``, ``%pipeline``, ``%dag`` and ``%%features`` (``%load_ext mlops_nb``)."""
     from .magics import load
 
     load(shell)

@@ -618,7 +618,7 @@ def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
                 + drift
             )
             raise FeatureValidationError(
-                f"Cannot ingest into {view.name!r} v-current: {'; '.join(problems)}. Match the "
+                f"Cannot ingest into {view.name!r}: {'; '.join(problems)}. Match the "
                 f"view's schema {view.schema}, or apply a FeatureView with the new schema to "
                 f"start a new version."
             )

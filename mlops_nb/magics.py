@@ -1,4 +1,4 @@
-"""The IPython layer: ``%%step``, ``%pipeline`` and ``%dag`` parse arguments, call the core, show results."""
+"""The IPython layer: ``%%step``, ``%pipeline``, ``%dag`` and ``%%features`` parse, call the core, show results."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .errors import MlopsNbError
-from .executors import InProcessExecutor, Recording
+from .executors import InProcessExecutor, Recording, run_code
 from .pipeline import Pipeline, StepReport
 from .store import Store
 
@@ -178,6 +178,60 @@ class StepMagics(Magics):
             path = export_pipeline(self.pipeline, args.target)
             print(f"Wrote {path} ({len(self.pipeline.steps)} steps). Run it with: python {path}")
             return None
+
+    # -- %%features ----------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("view", help="The feature view to ingest into.")
+    @argument("--entities", metavar="A,B", help="Key column(s); required when the view is new.")
+    @argument("--timestamp", help="The event time column (default event_ts for a new view).")
+    @argument("--created", help="The column saying when each row was computed (tie-breaker).")
+    @argument("--ttl", help="How long values stay valid, e.g. 2h or 7d.")
+    @argument("--description", help="What the features mean.")
+    @cell_magic
+    def features(self, line: str, cell: str) -> None:
+        """Ingest the DataFrame the cell evaluates to (its last expression) into a feature view.
+
+        The view is created from the options when it does not exist yet; options given for an
+        existing view re-apply it (a changed schema or key makes a new version).
+        """
+        __tracebackhide__ = True  # noqa: F841
+        import pandas as pd
+
+        from .features import FeatureStore, FeatureView
+
+        args = parse_argstring(self.features, line)
+        value = run_code(self.kernel.transform_cell(cell), self.kernel.user_ns, f"<features {args.view}>")
+        if not isinstance(value, pd.DataFrame):
+            raise UsageError(
+                f"%%features needs the cell to end with a DataFrame expression, got "
+                f"{type(value).__qualname__}. End the cell with the frame, e.g. `stats`."
+            )
+        with _usage_errors():
+            store = FeatureStore(self.pipeline.store)
+            exists = store._current(args.view, missing_ok=True) is not None
+            options = {
+                key: getattr(args, key)
+                for key in ("timestamp", "created", "ttl", "description")
+                if getattr(args, key) is not None
+            }
+            if args.entities or options or not exists:
+                if not exists and not args.entities:
+                    raise UsageError(
+                        f"Feature view {args.view!r} is new: say which columns are its keys, e.g. "
+                        f"%%features {args.view} --entities driver_id --timestamp event_ts"
+                    )
+                base = store.get_view(args.view) if exists else None
+                view = FeatureView(
+                    args.view,
+                    entities=_names(args.entities) if args.entities else base.entities,  # type: ignore[union-attr]
+                    timestamp=options.get("timestamp", base.timestamp if base else "event_ts"),
+                    created=options.get("created", base.created if base else None),
+                    ttl=options.get("ttl", base.ttl if base else None),
+                    schema=base.schema if base else None,
+                    description=options.get("description", base.description if base else ""),
+                )
+                store.apply(view)
+            print(store.ingest(args.view, value))
 
     # -- %dag ---------------------------------------------------------------------------------
     @magic_arguments()
