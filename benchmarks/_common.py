@@ -1,9 +1,11 @@
-"""Helpers shared by the benchmark scripts: machine description, statistics, tables, a real shell."""
+"""Helpers shared by the benchmarks: machine description, statistics, tables, a real shell."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -53,16 +55,27 @@ def median(values: Sequence[float]) -> float:
 
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
-    """A plain-text table with right-aligned columns (first column left-aligned)."""
-    cells = [headers] + [[str(cell) for cell in row] for row in rows]
+    """A plain-text table: numeric columns right-aligned, text columns left-aligned."""
+    body = [[str(cell) for cell in row] for row in rows]
+    cells = [headers] + body
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(_is_number(row[i]) for row in body) for i in range(len(headers))]
 
     def line(row: list[str]) -> str:
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        columns = zip(row, widths, numeric, strict=True)
+        parts = [cell.rjust(w) if right else cell.ljust(w) for cell, w, right in columns]
         return "  ".join(parts).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+    return "\n".join([line(cells[0]), rule, *(line(row) for row in body)])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", "").lstrip("<>= "))
+    except ValueError:
+        return False
+    return True
 
 
 def verdict(passed: bool) -> str:
@@ -72,10 +85,11 @@ def verdict(passed: bool) -> str:
 def fresh_shell() -> Any:
     """A real IPython InteractiveShell with ``mlops_nb`` loaded and an empty store.
 
-    IPython's own folder and the mlops_nb store both go to fresh temporary folders, and the input
-    history is kept in memory, so a benchmark neither reads nor writes the user's files.
+    IPython's own folder and the mlops_nb store both go to a temporary folder (removed at exit),
+    and the input history is kept in memory: a benchmark neither reads nor writes the user's files.
     """
     scratch = Path(tempfile.mkdtemp(prefix="mlops_nb_bench_"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     os.environ["IPYTHONDIR"] = str(scratch / "ipython")
     os.environ["MLOPS_NB_HOME"] = str(scratch / "store")
     os.environ.pop("JPY_SESSION_NAME", None)
@@ -94,5 +108,5 @@ def run(shell: Any, cell: str) -> None:
     """Run a cell like a notebook would, and fail loudly if it raised."""
     result = shell.run_cell(cell, store_history=True)
     if not result.success:
-        sys.__stderr__.write(f"cell failed:\n{cell}\n")
+        print(f"cell failed:\n{cell}", file=sys.__stderr__)
         result.raise_error()

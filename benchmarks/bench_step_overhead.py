@@ -12,7 +12,8 @@ first run, new step    a never-seen step name each iteration, with a new input v
                        pipeline is switched every 50 steps (untimed), so it holds 0-49 steps,
                        the size of a long lesson notebook.
 first run, new input   one step whose input changes each iteration: executed and stored.
-cache hit              one unchanged step re-run: fingerprinted, found, outputs kept, output replayed.
+cache hit              one unchanged step re-run: fingerprinted, found in the store, its outputs
+                       kept and its output replayed.
 
 A second table shows how the first-run overhead grows with the number of steps in the pipeline
 (one pipeline grown to --scaling steps); it is context, with no target.
@@ -63,16 +64,15 @@ def cases(shell: Any) -> dict[str, Callable[[int], tuple[str, str]]]:
 
 
 def timed(shell: Any, cell: str) -> float:
+    """Milliseconds taken by ``shell.run_cell(cell)``."""
     started = time.perf_counter_ns()
-    result = shell.run_cell(cell, store_history=True)
-    elapsed = (time.perf_counter_ns() - started) / 1e6
-    if not result.success:
-        sys.__stderr__.write(f"cell failed:\n{cell}\n")
-        result.raise_error()
-    return elapsed
+    _common.run(shell, cell)
+    return (time.perf_counter_ns() - started) / 1e6
 
 
-def measure(shell: Any, make: Callable[[int], tuple[str, str]], iterations: int, offset: int) -> dict[str, list[float]]:
+def measure(
+    shell: Any, make: Callable[[int], tuple[str, str]], iterations: int, offset: int
+) -> dict[str, list[float]]:
     plain_ms, step_ms, overhead_ms = [], [], []
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -103,13 +103,18 @@ def scaling(shell: Any, steps: int, bucket: int) -> list[list[str]]:
 
     over = measure(shell, grow, steps, 0)["overhead"]
     return [
-        [f"{start}-{start + bucket - 1}", f"{_common.median(over[start:start + bucket]):.3f}",
-         f"{_common.percentile(over[start:start + bucket], 0.9):.3f}"]
+        [
+            f"{start}-{start + bucket - 1}",
+            f"{_common.median(over[start : start + bucket]):.3f}",
+            f"{_common.percentile(over[start : start + bucket], 0.9):.3f}",
+        ]
         for start in range(0, steps, bucket)
     ]
 
 
-def profile(shell: Any, make: Callable[[int], tuple[str, str]], iterations: int, offset: int, title: str) -> None:
+def profile(
+    shell: Any, make: Callable[[int], tuple[str, str]], iterations: int, offset: int, title: str
+) -> None:
     profiler = cProfile.Profile()
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -128,15 +133,19 @@ def profile(shell: Any, make: Callable[[int], tuple[str, str]], iterations: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--scaling", type=int, default=300, help="Grow one pipeline to N steps (0: skip).")
-    parser.add_argument("--profile", action="store_true", help="Also profile each case with cProfile.")
+    parser.add_argument(
+        "--scaling", type=int, default=300, help="Grow one pipeline to N steps (0: skip)."
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="Also profile each case with cProfile."
+    )
     args = parser.parse_args()
 
     _common.header(
         "%%step overhead on a trivial cell (y = x + 1), real InteractiveShell",
-        "  .venv/bin/python benchmarks/bench_step_overhead.py",
+        ".venv/bin/python benchmarks/bench_step_overhead.py",
     )
     shell = _common.fresh_shell()
     rows, passed = [], True
@@ -149,26 +158,41 @@ def main() -> int:
         over = figures["overhead"]
         ok = _common.median(over) < TARGET_MS
         passed &= ok
-        rows.append([
-            title,
-            f"{_common.median(figures['plain']):.3f}",
-            f"{_common.median(figures['step']):.3f}",
-            f"{_common.median(over):.3f}",
-            f"{_common.percentile(over, 0.9):.3f}",
-            f"< {TARGET_MS:g}",
-            _common.verdict(ok),
-        ])
+        rows.append(
+            [
+                title,
+                f"{_common.median(figures['plain']):.3f}",
+                f"{_common.median(figures['step']):.3f}",
+                f"{_common.median(over):.3f}",
+                f"{_common.percentile(over, 0.9):.3f}",
+                f"< {TARGET_MS:g}",
+                _common.verdict(ok),
+            ]
+        )
         if args.profile:
             profile(shell, make, args.iterations, base + 500_000, title)
     print(
         f"{args.iterations} interleaved iterations per case after {args.warmup} warm-up; "
         f"times in ms; overhead = step - plain, per iteration."
     )
-    print(_common.table(rows, ["case", "plain med", "step med", "overhead med", "overhead p90", "target", "result"]))
+    print(
+        _common.table(
+            rows,
+            ["case", "plain med", "step med", "overhead med", "overhead p90", "target", "result"],
+        )
+    )
     print()
     if args.scaling:
-        print(f"First-run overhead of a new step by pipeline size (one pipeline grown to {args.scaling} steps; ms; context, no target):")
-        print(_common.table(scaling(shell, args.scaling, 50), ["steps already defined", "overhead med", "overhead p90"]))
+        print(
+            f"First-run overhead of a new step by pipeline size (one pipeline grown to "
+            f"{args.scaling} steps; ms; context, no target):"
+        )
+        print(
+            _common.table(
+                scaling(shell, args.scaling, 50),
+                ["steps already defined", "overhead med", "overhead p90"],
+            )
+        )
         print()
     print(f"RESULT step_overhead: {_common.verdict(passed)}")
     return 0

@@ -150,12 +150,13 @@ class Pipeline:
         self.executor = executor or InProcessExecutor()
         #: Names the front end owns (IPython's In, Out, exit...): never treated as step inputs.
         self.hidden_names: set[str] = set()
-        self.steps: dict[str, Step] = {}
-        for (definition,) in self.store.query(
+        self._indexed: dict[str, Step] | None = None
+        self._index: dict[str, list[str]] = {}
+        rows = self.store.query(
             "SELECT definition FROM steps WHERE pipeline = ? ORDER BY position", (self.name,)
-        ):
-            step = Step.from_json(definition)
-            self.steps[step.name] = step
+        )
+        steps = [Step.from_json(definition) for (definition,) in rows]
+        self.steps: dict[str, Step] = {step.name: step for step in steps}
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={list(self.steps)})"
@@ -171,6 +172,10 @@ class Pipeline:
                     f"{', '.join(self.steps) or 'none yet'}. Run the cell defining {needed!r} first."
                 )
         candidate = {**self.steps, step.name: step}
+        previous = self.steps.get(step.name)
+        if previous is not None and previous.to_json() == step.to_json():
+            self.steps = candidate  # same definition (a re-run): nothing to check or save
+            return step
         self._check_graph(candidate)
         position = list(self.steps).index(step.name) if step.name in self.steps else len(self.steps)
         self.steps = candidate
@@ -271,12 +276,19 @@ class Pipeline:
                         f"DELETE FROM {table} WHERE pipeline = ? AND {column} = ?",  # noqa: S608
                         (self.name, step_name),
                     )
-                self.steps.pop(step_name)
+        self.steps = {n: s for n, s in self.steps.items() if n not in names}
 
     # -- the graph -------------------------------------------------------------------------------
     def _producers_of(self, name: str, reader: str, steps: dict[str, Step] | None = None) -> list[str]:
+        """The steps other than ``reader`` that output ``name``."""
         steps = self.steps if steps is None else steps
-        return [s.name for s in steps.values() if name in s.outputs and s.name != reader]
+        if self._indexed is not steps:  # step dicts are replaced, never edited, so identity is enough
+            index: dict[str, list[str]] = {}
+            for step in steps.values():
+                for output in step.outputs:
+                    index.setdefault(output, []).append(step.name)
+            self._indexed, self._index = steps, index
+        return [producer for producer in self._index.get(name, ()) if producer != reader]
 
     def upstream(self, name: str, steps: dict[str, Step] | None = None) -> list[str]:
         """The steps that ``name`` directly depends on (producers of its reads, plus --needs)."""
