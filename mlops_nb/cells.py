@@ -133,16 +133,16 @@ class _TopLevel(ast.NodeVisitor):
             self.visit(node.target)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        self.visit(node.value)
-        name = _root_name(node.target)
-        if isinstance(node.target, ast.Name):
-            if name not in self.defined:
+        if isinstance(node.target, ast.Name):  # x += y reads x first, then y, then binds x
+            if node.target.id not in self.defined:
                 self.mutations.append(Mutation(node.target.id, node.lineno, "updates (+= etc.)"))
             self._read(node.target.id)
+            self.visit(node.value)
             self._bind(node.target.id)
         else:
             self._check_target(node.target, "updates")
             self.visit(node.target)
+            self.visit(node.value)
 
     def visit_Delete(self, node: ast.Delete) -> None:
         for target in node.targets:
@@ -153,13 +153,61 @@ class _TopLevel(ast.NodeVisitor):
         self.visit(node.value)
         self.visit(node.target)
 
+    # A name bound in a block that may not run (an if branch, a loop body, a try body) is an
+    # output, but a later read of it may still see the value from before the cell: an input too.
+    def _visit_block(self, statements: list[ast.stmt], start: set[str]) -> set[str]:
+        self.defined = set(start)
+        for statement in statements:
+            self.visit(statement)
+        return self.defined
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        before = set(self.defined)
+        after_body = self._visit_block(node.body, before)
+        after_else = self._visit_block(node.orelse, before)
+        self.defined = after_body & after_else
+
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
+        before = set(self.defined)
         self.visit(node.target)
-        for statement in [*node.body, *node.orelse]:
-            self.visit(statement)
+        self._visit_block(node.body, self.defined)
+        self._visit_block(node.orelse, before)
+        self.defined = before
 
     visit_AsyncFor = visit_For
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        before = set(self.defined)
+        self._visit_block(node.body, before)
+        self._visit_block(node.orelse, before)
+        self.defined = before
+
+    def visit_Try(self, node: ast.Try | ast.TryStar) -> None:
+        before = set(self.defined)
+        self._visit_block(node.body, before)
+        for handler in node.handlers:
+            self.defined = set(before)
+            self.visit(handler)
+        self._visit_block(node.orelse, before)
+        self.defined = self._visit_block(node.finalbody, before)
+
+    visit_TryStar = visit_Try
+
+    def visit_Match(self, node: ast.Match) -> None:
+        self.visit(node.subject)
+        before = set(self.defined)
+        paths = []
+        for case in node.cases:
+            self.defined = set(before)
+            self.visit(case.pattern)
+            if case.guard is not None:
+                self.visit(case.guard)
+            paths.append(self._visit_block(case.body, self.defined))
+        paths.append(before)  # no case may match
+        self.defined = set.intersection(*paths)
 
     def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
         for alias in node.names:
@@ -169,18 +217,15 @@ class _TopLevel(ast.NodeVisitor):
 
     visit_ImportFrom = visit_Import
 
-    def visit_Expr(self, node: ast.Expr) -> None:
-        call = node.value
-        if isinstance(call, ast.Await):
-            call = call.value
-        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
-            name = _root_name(call.func.value)
+    def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Attribute):
+            name = _root_name(node.func.value)
             inplace = any(
                 k.arg == "inplace" and isinstance(k.value, ast.Constant) and k.value.value is True
-                for k in call.keywords
+                for k in node.keywords
             )
-            if name and name not in self.defined and (inplace or call.func.attr in MUTATING_METHODS):
-                self.mutations.append(Mutation(name, node.lineno, f"calls .{call.func.attr}() on"))
+            if name and name not in self.defined and (inplace or node.func.attr in MUTATING_METHODS):
+                self.mutations.append(Mutation(name, node.lineno, f"calls .{node.func.attr}() on"))
         self.generic_visit(node)
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
@@ -190,6 +235,9 @@ class _TopLevel(ast.NodeVisitor):
             self._bind(node.name)
         for statement in node.body:
             self.visit(statement)
+        if node.name:  # Python deletes the exception name when the handler ends
+            self.defined.discard(node.name)
+            self.bound.pop(node.name, None)
 
     def visit_MatchAs(self, node: ast.MatchAs) -> None:
         self.generic_visit(node)
@@ -218,20 +266,27 @@ class _TopLevel(ast.NodeVisitor):
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for expr in [*node.decorator_list, *node.bases, *(k.value for k in node.keywords)]:
             self.visit(expr)
+        body = _TopLevel()  # a class body runs right away, statement by statement
+        for statement in node.body:
+            body.visit(statement)
+        for name in body.reads:
+            self._read(name)
+        self.nested_reads.update(body.nested_reads)  # methods see the cell's names, not the class's
         self._bind(node.name)
-        self.nested_reads.update(dict.fromkeys(_free_names(node)))
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         for expr in [*node.args.defaults, *node.args.kw_defaults]:
             if expr is not None:
                 self.visit(expr)
-        for name in _free_names(node):
-            self._read(name)
+        self.nested_reads.update(dict.fromkeys(_free_names(node)))  # its body runs later
 
     def _visit_comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) -> None:
         self.visit(node.generators[0].iter)  # the first iterable is evaluated in the cell's scope
         for name in _free_names(node):
             self._read(name)
+        for inner in ast.walk(node):  # (x := ...) inside a comprehension binds x in the cell
+            if isinstance(inner, ast.NamedExpr) and isinstance(inner.target, ast.Name):
+                self._bind(inner.target.id)
 
     visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _visit_comprehension
 
@@ -297,9 +352,7 @@ def _free_names(node: ast.AST) -> set[str]:
     elif isinstance(node, ast.ClassDef):
         body = node.body
     else:  # a comprehension: generators bind their targets, then the element is evaluated
-        comprehension = node  # type: ignore[assignment]
-        body = []
-        for generator in comprehension.generators:  # type: ignore[attr-defined]
+        for generator in getattr(node, "generators", []):
             scope.visit(generator)
         elements = ("key", "value") if isinstance(node, ast.DictComp) else ("elt",)
         body = [getattr(node, field) for field in elements]

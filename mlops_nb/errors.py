@@ -17,6 +17,7 @@ __all__ = [
     "UnhashableValueError",
     "UnstorableValueError",
     "CorruptObjectError",
+    "StoreVersionError",
     "MutationWarning",
     "did_you_mean",
     "validate_name",
@@ -68,6 +69,10 @@ class UnstorableValueError(MlopsNbError, TypeError):
 
 class CorruptObjectError(MlopsNbError, OSError):
     """A store file whose bytes no longer match their checksum."""
+
+
+class StoreVersionError(MlopsNbError, RuntimeError):
+    """A store written by a newer mlops_nb, whose format this version does not know."""
 
 
 class MutationWarning(UserWarning):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from typing import Any
 
@@ -51,6 +52,8 @@ def _update(state: Any, value: Any) -> None:
         _update_set(state, value)
     elif type(value).__module__.startswith(("numpy", "pandas")):
         _update_numeric(state, value)
+    elif type(value).__module__.startswith("sklearn."):
+        _update_estimator(state, value)
     else:
         _update_pickle(state, value)
 
@@ -107,13 +110,16 @@ def _update_set(state: Any, value: set[Any] | frozenset[Any]) -> None:
 
 
 def _update_array(state: Any, array: Any) -> None:
+    import numpy as np
+
     _tag(state, array)
     state.update(f"{array.dtype.str}{array.shape}".encode())
     if array.dtype.hasobject:
         _update_sequence(state, array.ravel().tolist())
+    elif array.dtype.names:  # structured: hash field by field, never the padding between them
+        for name in array.dtype.names:
+            _update_array(state, array[name])
     else:
-        import numpy as np
-
         # A flat byte view works for every fixed-size dtype (datetimes too) and copies nothing
         # when the array is already contiguous.
         state.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)
@@ -146,22 +152,78 @@ def _update_index(state: Any, index: Any) -> None:
 
 
 def _update_column(state: Any, column: Any) -> None:
-    """Hash one column's dtype and values; numeric columns straight from memory."""
+    """Hash one column's dtype and values, straight from its memory buffers where possible."""
+    import numpy as np
     import pandas as pd
 
     state.update(str(column.dtype).encode())
     values = column.array
-    numpy_values = getattr(values, "_ndarray", None)  # plain numeric/datetime backing array
-    if numpy_values is not None and not numpy_values.dtype.hasobject:
+    numpy_values = getattr(values, "_ndarray", None)  # numbers, datetimes, object columns
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        _update(state, column.dtype.ordered)
+        _update_index(state, column.dtype.categories)
+        _update_array(state, values.codes)
+    elif numpy_values is not None:
         _update_array(state, numpy_values)
+    elif hasattr(values, "_mask") and hasattr(values, "_data"):  # nullable Int64, boolean...
+        mask = values._mask
+        _update_array(state, mask)
+        _update_array(state, np.where(mask, values._data.dtype.type(0), values._data))
+    elif hasattr(values, "_pa_array"):  # Arrow-backed, e.g. pandas' default str columns
+        _update_arrow(state, values._pa_array)
     else:
         hashes = pd.util.hash_pandas_object(column, index=False, categorize=True)
         _update_array(state, hashes.to_numpy())
 
 
+def _update_arrow(state: Any, chunked: Any) -> None:
+    """Hash an Arrow column from its buffers, independently of how it is split into chunks."""
+    import numpy as np
+    import pyarrow as pa
+
+    state.update(str(chunked.type).encode())
+    chunks = chunked.chunks
+    for chunk in chunks:  # validity, as one byte per value
+        state.update(np.asarray(chunk.is_null()).view(np.uint8).tobytes())
+    if pa.types.is_string(chunked.type) or pa.types.is_large_string(chunked.type) or pa.types.is_binary(
+        chunked.type
+    ) or pa.types.is_large_binary(chunked.type):
+        offset_type = np.int64 if "large" in str(chunked.type) else np.int32
+        spans = []
+        for chunk in chunks:
+            buffers = chunk.buffers()
+            offsets = np.frombuffer(buffers[1], dtype=offset_type)[chunk.offset : chunk.offset + len(chunk) + 1]
+            state.update(np.diff(offsets).astype(np.int64).tobytes())  # value lengths
+            spans.append((buffers[2], int(offsets[0]), int(offsets[-1])))
+        for data, start, end in spans:
+            if data is not None:
+                state.update(memoryview(data)[start:end])
+    else:
+        for chunk in chunks:
+            _update_sequence(state, chunk.to_pylist())
+
+
+def _update_estimator(state: Any, value: Any) -> None:
+    """scikit-learn objects by their state (parameters and fitted arrays), not by pickle bytes.
+
+    Pickle bytes can differ for equal models (e.g. padding inside a tree's node array).
+    """
+    try:
+        contents = value.__getstate__()
+    except Exception:  # noqa: BLE001 -- anything unusual is hashed by its pickle instead
+        contents = None
+    if not isinstance(contents, dict):
+        _update_pickle(state, value)
+        return
+    _tag(state, value)
+    _update(state, {k: v for k, v in contents.items() if k != "_sklearn_version"})
+
+
 def _update_pickle(state: Any, value: Any) -> None:
     _tag(state, value)
     try:
+        if isinstance(value, io.IOBase):  # pickling would read or lose the stream's position
+            raise TypeError("open files and streams are not data")
         import cloudpickle
 
         data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)

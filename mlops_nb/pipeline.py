@@ -598,6 +598,8 @@ class Pipeline:
             owner = self._producers_of(mutation.name, step.name)
             if not owner and mutation.name not in self.namespace:
                 continue
+            if _import_path(self.namespace.get(mutation.name)):
+                continue  # np.add(...) or a class method is not a change to data
             whose = f"an output of step {owner[0]!r}" if owner else "a variable from another cell"
             warnings.warn_explicit(
                 f"step {step.name!r} {mutation.how} {mutation.name!r} ({whose}) in place. "

@@ -83,9 +83,18 @@ class Store:
         self.catalog_path = self.root / "catalog.sqlite"
         self._db = connect(self.catalog_path)
         self._lock = threading.RLock()
+        self._remove_abandoned_writes()
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
+
+    def _remove_abandoned_writes(self, older_than: float = 3600) -> None:
+        """Delete temporary files of writers that died (an hour old: no live writer is that slow)."""
+        cutoff = time.time() - older_than
+        for leftover in self.objects_dir.glob(".incoming-*"):
+            with contextlib.suppress(OSError):
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
 
     def close(self) -> None:
         """Close the catalog connection."""
@@ -128,7 +137,9 @@ class Store:
             try:
                 value_hash = content_hash(value)
             except UnhashableValueError as error:
-                raise UnstorableValueError(f"Cannot store {label}: {error}") from None
+                raise UnstorableValueError(
+                    f"Cannot store {label} (a {type(value).__qualname__}): {error}"
+                ) from None
         existing = self.find(value_hash)
         if existing is not None and (inline or self._is_file(existing.sha256)):
             return existing
@@ -210,15 +221,15 @@ class Store:
         inline = self.query("SELECT inline FROM objects WHERE sha256 = ?", (sha256,))[0][0]
         if inline is not None:
             file: IO[bytes] = io.BytesIO(bytes(inline))
-            where = f"the catalog row of object {sha256[:12]}"
+            where = f"The catalog row of object {sha256[:12]}..."
         else:
             path = self.object_path(sha256, serializer.suffix)
-            where = str(path)
+            where = f"The file {str(path)!r}"
             try:
                 file = open(path, "rb")
             except FileNotFoundError:
                 raise CorruptObjectError(
-                    f"The file {where!r} holding {label} is missing. "
+                    f"{where} holding {label} is missing. "
                     f"Re-run the step that produces it (with --force)."
                 ) from None
             if serializer.name == "pickle":  # unpickle exactly the bytes that were checked
@@ -227,7 +238,7 @@ class Store:
         if hashlib.file_digest(cast(Any, file), "sha256").hexdigest() != sha256:
             file.close()
             raise CorruptObjectError(
-                f"The file {where!r} holding {label} is corrupt or was modified: its sha256 "
+                f"{where} holding {label} is corrupt or was modified: its sha256 "
                 f"does not match the catalog, so it was not loaded. Re-run the step that "
                 f"produces it (with --force) to write a good copy."
             )

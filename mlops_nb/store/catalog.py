@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from ..errors import StoreVersionError
+
 __all__ = ["SCHEMA_VERSION", "connect"]
 
 # Each entry upgrades the schema by one version. Never edit a released entry: append a new one.
@@ -105,7 +107,7 @@ def _migrate(connection: sqlite3.Connection, path: Path) -> None:
     if version == SCHEMA_VERSION:
         return
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise StoreVersionError(
             f"The store at {str(path)!r} has schema version {version}, newer than this mlops_nb "
             f"understands ({SCHEMA_VERSION}). Upgrade mlops_nb, or set MLOPS_NB_HOME to another folder."
         )

@@ -64,15 +64,20 @@ class ParquetSerializer(Serializer):
     name, suffix = "parquet", ".parquet"
 
     def accepts(self, value: Any) -> bool:
-        pandas = sys.modules.get("pandas")
-        # Parquet turns non-string column labels into strings; such frames go to pickle instead,
+        # Parquet gives back some frames slightly changed (non-string labels become strings,
+        # datetime64[s] becomes [ms], object columns become str): those go to pickle instead,
         # so a value always comes back with the same content hash.
-        return (
-            pandas is not None
-            and isinstance(value, pandas.DataFrame)
-            and all(type(label) is str for label in value.columns)
-            and value.columns.is_unique
-        )
+        pandas = sys.modules.get("pandas")
+        if pandas is None or not isinstance(value, pandas.DataFrame) or value.shape[1] == 0:
+            return False
+        if not (value.columns.is_unique and all(type(label) is str for label in value.columns)):
+            return False
+        index = value.index
+        if not isinstance(index, pandas.RangeIndex) and (
+            isinstance(index, pandas.MultiIndex) or not _parquet_stable(index.dtype)
+        ):
+            return False
+        return all(_parquet_stable(dtype) for dtype in value.dtypes)
 
     def dump(self, value: Any, file: IO[bytes]) -> None:
         value.to_parquet(file, engine="pyarrow")
@@ -81,6 +86,24 @@ class ParquetSerializer(Serializer):
         import pandas as pd
 
         return pd.read_parquet(file, engine="pyarrow")
+
+
+def _parquet_stable(dtype: Any) -> bool:
+    """Dtypes that come back from a Parquet round trip exactly as they went in."""
+    import pandas as pd
+
+    kind = getattr(dtype, "kind", "")
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _parquet_stable(dtype.categories.dtype)
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        return dtype.unit in ("ms", "us", "ns")
+    if kind == "M":
+        import numpy as np
+
+        return np.datetime_data(dtype)[0] in ("ms", "us", "ns")
+    return kind in "biuf" and str(dtype) != "float16"
 
 
 class NumpySerializer(Serializer):
