@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test lock bench clean
+.PHONY: lab test lock bench notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
+
+# Re-run every notebook headlessly, each on a fresh store, and save its outputs in place.
+notebooks: $(STAMP)
+	for notebook in notebooks/*.ipynb; do \
+		MLOPS_NB_HOME=$$(mktemp -d) $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$notebook" || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

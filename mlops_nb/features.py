@@ -171,6 +171,23 @@ class FeatureStore:
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.store.root)!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FeatureStore, (self.store,))
+
+    def remove(self, view: str) -> None:
+        """Forget a view: every version, its parts and its online values (to start a lesson over)."""
+        self._current(view)
+        with self.store.transaction() as db:
+            for table, column in [("feature_views", "name"), ("feature_parts", "view"), ("online_features", "view")]:
+                db.execute(f"DELETE FROM {table} WHERE {column} = ?", (view,))  # noqa: S608
+
+    def lineage_is_current(self, entry: dict[str, Any]) -> bool:
+        """Whether a lineage entry (from get_historical_features) still matches the view's data."""
+        current = self._current(entry["view"], missing_ok=True)
+        return current is not None and current.version == entry["version"] and [
+            p for p, _ in current.parts
+        ] == entry["parts"]
+
     # -- views ---------------------------------------------------------------------------------
     def apply(self, view: FeatureView) -> int:
         """Register ``view`` and return its version.
@@ -283,7 +300,16 @@ class FeatureStore:
             self._save_view(view, current.version)
         part = len(current.parts) + 1
         frame.insert(len(frame.columns), "_part", part)
-        ref = self.store.put(frame.reset_index(drop=True), label=f"part {part} of view {view_name!r}", inline=False)
+        try:
+            ref = self.store.put(
+                frame.reset_index(drop=True), label=f"part {part} of view {view_name!r}",
+                inline=False, serializer="parquet",
+            )  # fmt: skip
+        except MlopsNbError as error:
+            raise FeatureValidationError(
+                f"Cannot ingest into {view_name!r}: the data cannot be written as Parquet ({error}). "
+                f"Give each column one type, e.g. df[col].astype('boolean') or .astype(str)."
+            ) from None
         latest = _latest_per_entity(frame, view)
         first, last = frame["_event_ts"].min(), frame["_event_ts"].max()
         with self.store.transaction() as db:

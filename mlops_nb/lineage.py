@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["collecting", "record"]
+__all__ = ["collecting", "record", "is_current"]
 
 _entries: ContextVar[list[dict[str, Any]] | None] = ContextVar("mlops_nb_lineage", default=None)
 
@@ -34,3 +34,12 @@ def record(entry: dict[str, Any]) -> None:
     entries = _entries.get()
     if entries is not None:
         entries.append(entry)
+
+
+def is_current(store: Any, entry: dict[str, Any]) -> bool:
+    """Whether the data a lineage entry describes is unchanged (new feature data makes it stale)."""
+    if entry.get("kind") == "feature_view":
+        from .features import FeatureStore
+
+        return FeatureStore(store).lineage_is_current(entry)
+    return True

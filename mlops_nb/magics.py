@@ -69,9 +69,16 @@ class NotebookExecutor(InProcessExecutor):
                 self.shell.display_pub.publish(output["data"], metadata=output["metadata"])
 
 
+def _unquote(text: str | None) -> str | None:
+    """IPython keeps the quotes of a quoted option value (``--description "two words"``)."""
+    if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text
+
+
 def _names(text: str | None) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]``."""
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
+    return [part.strip() for part in (_unquote(text) or "").split(",") if part.strip()]
 
 
 def _default_pipeline_name(shell: InteractiveShell) -> str:
@@ -165,6 +172,7 @@ class StepMagics(Magics):
                 self.pipeline.remove(args.target)
                 print(f"Forgot {repr(args.target) if args.target else 'every step'} in pipeline {self.pipeline.name!r}.")
                 return None
+            args.target = _unquote(args.target)
             if args.action == "use":
                 if not args.target:
                     raise UsageError("%pipeline use needs a name, e.g. %pipeline use churn_model")
@@ -209,8 +217,8 @@ class StepMagics(Magics):
         with _usage_errors():
             store = FeatureStore(self.pipeline.store)
             exists = store._current(args.view, missing_ok=True) is not None
-            options = {
-                key: getattr(args, key)
+            options: dict[str, Any] = {
+                key: _unquote(getattr(args, key))
                 for key in ("timestamp", "created", "ttl", "description")
                 if getattr(args, key) is not None
             }

@@ -481,12 +481,12 @@ class Pipeline:
         self, step: Step, fingerprint: str, input_hashes: dict[str, str], replay: bool
     ) -> StepReport | None:
         rows = self.store.query(
-            "SELECT outputs, display, seconds FROM results "
+            "SELECT outputs, display, seconds, lineage FROM results "
             "WHERE pipeline = ? AND step = ? AND fingerprint = ?",
             (self.name, step.name, fingerprint),
         )
-        if not rows:
-            return None
+        if not rows or not all(lineage.is_current(self.store, e) for e in json.loads(rows[0][3])):
+            return None  # never run with these inputs, or the data it read (e.g. features) changed
         stored, recording, seconds = json.loads(rows[0][0]), json.loads(rows[0][1]), rows[0][2]
         restored = []
         for output, (sha256, value_hash) in stored.items():
@@ -519,12 +519,14 @@ class Pipeline:
 
     def lineage(self, name: str) -> list[dict[str, Any]]:
         """What data the step's latest stored result was built from (e.g. feature view versions)."""
-        step = self._get(name)
+        return self._latest_lineage(self._get(name).name)
+
+    def _latest_lineage(self, name: str) -> list[dict[str, Any]]:
         rows = self.store.query(
             "SELECT r.lineage FROM results r JOIN runs ON runs.pipeline = r.pipeline "
             "AND runs.step = r.step AND runs.fingerprint = r.fingerprint "
             "WHERE r.pipeline = ? AND r.step = ?",
-            (self.name, step.name),
+            (self.name, name),
         )
         return json.loads(rows[0][0]) if rows else []
 
@@ -549,6 +551,7 @@ class Pipeline:
             state = "failed" if action == "failed" else "up to date"
             if state == "up to date" and (
                 code_hash != step.code_hash
+                or not all(lineage.is_current(self.store, e) for e in self._latest_lineage(name))
                 or any(states[up]["state"] != "up to date" for up in self.upstream(name))
                 or self._inputs_changed(step, json.loads(inputs_json), runs)
             ):

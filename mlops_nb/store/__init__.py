@@ -88,6 +88,10 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A store is its folder: pickling (and so content hashing) keeps just the path.
+        return (Store, (str(self.root),))
+
     def _remove_abandoned_writes(self, older_than: float = 3600) -> None:
         """Delete temporary files of writers that died (an hour old: no live writer is that slow)."""
         cutoff = time.time() - older_than
@@ -119,19 +123,30 @@ class Store:
             return self._db.execute(sql, parameters).fetchall()
 
     # -- objects -------------------------------------------------------------------------------
-    def find(self, value_hash: str) -> ObjectRef | None:
-        """The stored object holding a value with this content hash, if any."""
-        rows = self.query("SELECT sha256 FROM objects WHERE value_hash = ? LIMIT 1", (value_hash,))
+    def find(self, value_hash: str, serializer: str | None = None) -> ObjectRef | None:
+        """The stored object holding a value with this content hash (in that format), if any."""
+        rows = self.query(
+            "SELECT sha256 FROM objects WHERE value_hash = ? AND serializer = COALESCE(?, serializer) "
+            "LIMIT 1",
+            (value_hash, serializer),
+        )
         return ObjectRef(rows[0][0], value_hash) if rows else None
 
     def put(
-        self, value: Any, value_hash: str | None = None, *, label: str = "value", inline: bool = True
+        self,
+        value: Any,
+        value_hash: str | None = None,
+        *,
+        label: str = "value",
+        inline: bool = True,
+        serializer: str | None = None,
     ) -> ObjectRef:
         """Store ``value`` (once per distinct content) and return its reference.
 
         The bytes go to a temporary file that is fsync'ed and renamed into place before the catalog
         row is committed, so a crash at any point leaves every committed object intact. Small
         values live in the catalog itself unless ``inline=False`` (files other tools must read).
+        ``serializer`` forces a format by name (e.g. ``"parquet"`` for files DuckDB will query).
         """
         if value_hash is None:
             try:
@@ -140,15 +155,16 @@ class Store:
                 raise UnstorableValueError(
                     f"Cannot store {label} (a {type(value).__qualname__}): {error}"
                 ) from None
-        existing = self.find(value_hash)
+        existing = self.find(value_hash, serializer)
         if existing is not None and (inline or self._is_file(existing.sha256)):
             return existing
         errors = []
-        for serializer in serializer_for(value):
+        candidates = [by_name(serializer)] if serializer else serializer_for(value)
+        for candidate in candidates:
             try:
-                return self._put_with(serializer, value, value_hash, inline)
+                return self._put_with(candidate, value, value_hash, inline)
             except Exception as error:  # the next serializer may cope (pickle copes with most)
-                errors.append(f"{serializer.name}: {error}")
+                errors.append(f"{candidate.name}: {error}")
         raise UnstorableValueError(
             f"Cannot store {label} (a {type(value).__qualname__}): {'; '.join(errors)}. "
             f"Keep such objects inside one step (bind them to a _private name, or close them), "
