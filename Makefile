@@ -24,7 +24,10 @@ test: $(STAMP)
 # Re-run every notebook headlessly, each on a fresh store, and save its outputs in place.
 notebooks: $(STAMP)
 	for notebook in notebooks/*.ipynb; do \
-		MLOPS_NB_HOME=$$(mktemp -d) $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$notebook" || exit 1; \
+		home=$$(mktemp -d); \
+		MLOPS_NB_HOME=$$home $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.record_timing=False "$$notebook" || exit 1; \
+		rm -rf "$$home"; \
 	done
 
 bench: $(STAMP)

@@ -19,7 +19,7 @@ def export_pipeline(pipeline: Pipeline, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".py":
         raise MlopsNbError(f"Export to a .py file, e.g. 'pipeline.py'; got {str(path)!r}.")
-    source = pipeline_source(pipeline)
+    source = pipeline_source(pipeline, filename=path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source)
     return path
@@ -29,7 +29,7 @@ def _function_name(step: Step) -> str:
     return "step_" + re.sub(r"\W", "_", step.name)
 
 
-def pipeline_source(pipeline: Pipeline) -> str:
+def pipeline_source(pipeline: Pipeline, filename: str | None = None) -> str:
     """Python source that runs the pipeline's steps in order, without notebooks or mlops_nb.
 
     Values that steps read but no step produces (constants from plain cells) are written as
@@ -59,7 +59,7 @@ def pipeline_source(pipeline: Pipeline) -> str:
         [
             f'"""Pipeline {pipeline.name!r}: one function per step, in dependency order.',
             "",
-            f"Run it with: python {pipeline.name}.py",
+            f"Run it with: python {filename or pipeline.name + '.py'}",
             '"""',
             "",
             *sorted(set(imports.values())),

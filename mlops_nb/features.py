@@ -432,12 +432,12 @@ class FeatureStore:
                     f"FROM read_parquet({paths!r}))"
                 )
             else:
-                empty = ", ".join(
-                    [f"NULL::BIGINT AS {_quote(e)}" for e in view.entities]
-                    + [f"NULL::TIMESTAMP AS _event_ts", "NULL::HUGEINT AS _order"]
+                empty = ", ".join(  # no rows yet: an empty table whose keys match entity_df's types
+                    [f"{_quote(f'_k{number}_{e}')} AS {_quote(e)}" for e in view.entities]
+                    + ["NULL::TIMESTAMP AS _event_ts", "NULL::HUGEINT AS _order"]
                     + [f"NULL AS {_quote(f)}" for f in wanted]
                 )
-                table = f"(SELECT {empty} WHERE false)"
+                table = f"(SELECT {empty} FROM entities_raw WHERE false)"
             on = " AND ".join(f"e.{_quote(f'_k{number}_{k}')} = {alias}.{_quote(k)}" for k in view.entities)
             joins.append(f"ASOF LEFT JOIN {table} {alias} ON {on} AND e._entity_order >= {alias}._order")
             for feature in wanted:

@@ -8,6 +8,8 @@ import graphlib
 import importlib
 import inspect
 import json
+import linecache
+import sys
 import textwrap
 import time
 import types
@@ -230,6 +232,8 @@ class Pipeline:
             name, code, source=source, reads=tuple(reads), outputs=outputs_, needs=tuple(needs),
             files=tuple(files), no_cache=no_cache, imports=imports,
         )  # fmt: skip
+        # Warnings quote the line they are about: let them see this version of the code.
+        linecache.cache[f"<step {name}>"] = (len(code), None, code.splitlines(keepends=True), name)
         self._warn_about_mutations(step, info.mutations, set(info.defines))
         return self.add(step)
 
@@ -627,17 +631,34 @@ class Pipeline:
 
 
 def _import_path(value: Any) -> list[str] | None:
-    """``[module, qualname]`` for modules and importable library objects, else None."""
+    """``[module, qualname]`` for modules and importable library objects, else None.
+
+    The module is the shortest public one that exposes the object (``sklearn.datasets``, not
+    ``sklearn.datasets._base``), so exported code imports what a person would write.
+    """
     if isinstance(value, types.ModuleType):
         return [value.__name__, ""]
     module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__":
         return None
-    if not isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)):
-        return None
-    if "<" in qualname:
-        return None
+    if "<" in qualname or _resolve(module, qualname) is not value:
+        return None  # not importable by name (a closure, an instance...)
+    parts = module.split(".")
+    for end in range(1, len(parts) + 1):
+        candidate = ".".join(parts[:end])
+        if any(part.startswith("_") for part in parts[:end]):
+            break
+        loaded = sys.modules.get(candidate)
+        if loaded is not None and "." not in qualname and getattr(loaded, qualname, None) is value:
+            return [candidate, qualname]
     return [module, qualname]
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    value: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        value = getattr(value, part, None)
+    return value
 
 
 def _file_hash(path: Path, step: str, missing_ok: bool = False) -> str:
