@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -141,6 +142,10 @@ class _Versioned:
     version: int
     parts: list[tuple[int, str]] = field(default_factory=list)  # (part, sha256)
 
+    @functools.cached_property
+    def ttl_us(self) -> int | None:
+        return None if self.view.ttl is None else _micros(self.view.ttl)
+
 
 class FeatureStore:
     """Feature views kept in the local store: Parquet parts offline, SQLite rows online.
@@ -167,6 +172,8 @@ class FeatureStore:
     def __init__(self, path: str | Path | Store | None = None) -> None:
         self.store = path if isinstance(path, Store) else Store(path)
         self._verified: set[str] = set()
+        self._views: dict[str, _Versioned] = {}  # latest versions, valid for one catalog generation
+        self._views_generation: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.store.root)!r})"
@@ -220,6 +227,18 @@ class FeatureStore:
             )
 
     def _current(self, name: str, version: int | None = None, missing_ok: bool = False) -> Any:
+        if version is None:
+            generation = self.store.generation()
+            if generation != self._views_generation:
+                self._views, self._views_generation = {}, generation
+            if name in self._views:
+                return self._views[name]
+        found = self._load_view(name, version, missing_ok)
+        if version is None and found is not None:
+            self._views[name] = found
+        return found
+
+    def _load_view(self, name: str, version: int | None, missing_ok: bool) -> Any:
         rows = self.store.query(
             "SELECT version, definition FROM feature_views WHERE name = ? "
             + ("AND version = ? " if version is not None else "")
@@ -317,16 +336,15 @@ class FeatureStore:
                 "INSERT INTO feature_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (view_name, current.version, part, ref.sha256, len(frame), str(first), str(last), time.time()),
             )
-            updated = 0
-            for entity, sort_key, event_us, values in latest:
-                cursor = db.execute(
-                    "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (view, version, entity) DO UPDATE SET sort_key = excluded.sort_key, "
-                    "event_us = excluded.event_us, features = excluded.features "
-                    "WHERE excluded.sort_key > online_features.sort_key",
-                    (view_name, current.version, entity, sort_key, event_us, values),
-                )
-                updated += cursor.rowcount
+            before = db.total_changes
+            db.executemany(  # an older value never overwrites a newer one
+                "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (view, version, entity) DO UPDATE SET sort_key = excluded.sort_key, "
+                "event_us = excluded.event_us, features = excluded.features "
+                "WHERE excluded.sort_key > online_features.sort_key",
+                [(view_name, current.version, *row) for row in latest],
+            )
+            updated = db.total_changes - before
         return IngestReport(
             view_name, current.version, part, len(frame), len(latest), first, last, updated,
             time.perf_counter() - started,
@@ -374,12 +392,12 @@ class FeatureStore:
         return pd.DataFrame(rows).set_index("feature")
 
     def _parts_paths(self, name: str, current: _Versioned) -> list[str]:
-        """Paths of a version's Parquet parts, each checked against its sha256 once per session."""
+        """Paths of a version's Parquet parts, each checked against its checksum once per session."""
         paths = []
         for part, sha256 in current.parts:
             path = self.store.object_path(sha256, ".parquet")
             if sha256 not in self._verified:
-                self.store.verify(sha256, label=f"part {part} of view {name!r}")
+                self.store.verify(sha256, label=f"part {part} of view {name!r}", fast=True)
                 self._verified.add(sha256)
             paths.append(str(path))
         return paths
@@ -403,6 +421,7 @@ class FeatureStore:
         by default ``event_timestamp`` (as in Feast) or the only datetime column.
         """
         import duckdb
+        import numpy as np
         import pandas as pd
 
         requested = self._parse_features(features)
@@ -459,12 +478,16 @@ class FeatureStore:
         sql = (
             "WITH e AS (SELECT *, (_entity_us::HUGEINT << 75) + ((1::HUGEINT << 75) - 1) AS _entity_order "
             "FROM entities_raw) "
-            f"SELECT e._row, {', '.join(selects)} FROM e {' '.join(joins)} ORDER BY e._row"
+            f"SELECT e._row, {', '.join(selects)} FROM e {' '.join(joins)}"
         )
         joined = connection.sql(sql).df()
         connection.close()
-        for column in joined.columns[1:]:
-            result[column] = joined[column].to_numpy()
+        rows = joined["_row"].to_numpy()
+        for column in joined.columns[1:]:  # back to entity_df's row order, without a SQL sort
+            values = joined[column].to_numpy()
+            in_order = np.empty_like(values)
+            in_order[rows] = values
+            result[column] = in_order
         used = [
             {"kind": "feature_view", "view": v, "version": c.version, "parts": [p for p, _ in c.parts],
              "features": w}
@@ -511,37 +534,38 @@ class FeatureStore:
         requested = self._parse_features(features)
         rows = entity_rows.to_dict("records") if isinstance(entity_rows, pd.DataFrame) else list(entity_rows)
         now_us = _now_micros(now)
-        columns: dict[str, list[Any]] = {}
+        columns: dict[str, Any] = {}
         for view_name, (current, wanted) in requested.items():
             view = current.view
-            for entity in view.entities:
-                if entity not in columns:
-                    columns[entity] = [row.get(entity) if isinstance(row, dict) else None for row in rows]
             missing = [e for e in view.entities if any(not isinstance(r, dict) or e not in r for r in rows)]
             if missing:
                 raise FeatureValidationError(
                     f"Each entity row needs {list(view.entities)} for view {view_name!r}; "
                     f"missing {missing}, e.g. [{{{view.entities[0]!r}: 1001}}]."
                 )
-            keys = [_entity_key(tuple(row[e] for e in view.entities)) for row in rows]
-            found: dict[str, tuple[int, dict[str, Any]]] = {}
-            for chunk in range(0, len(keys), 900):
+            for entity in view.entities:
+                columns.setdefault(entity, [row[entity] for row in rows])
+            if len(view.entities) == 1 and all(type(v) is int for v in columns[view.entities[0]]):
+                keys = [f"[{v}]" for v in columns[view.entities[0]]]  # same text as _entity_key
+            else:
+                keys = [_entity_key(tuple(row[e] for e in view.entities)) for row in rows]
+            oldest = -(2**63) if current.ttl_us is None else now_us - current.ttl_us
+            found: dict[str, int] = {}
+            texts: list[str] = []
+            for chunk in range(0, len(keys), 900):  # SQLite takes at most ~1000 parameters
                 batch = list(dict.fromkeys(keys[chunk : chunk + 900]))
                 marks = ",".join("?" * len(batch))
-                for entity, event_us, values in self.store.query(
-                    "SELECT entity, event_us, features FROM online_features "
-                    f"WHERE view = ? AND version = ? AND entity IN ({marks})",  # noqa: S608
-                    (view_name, current.version, *batch),
+                for entity, values in self.store.query(
+                    "SELECT entity, features FROM online_features WHERE view = ? AND version = ? "
+                    f"AND event_us >= ? AND entity IN ({marks})",  # noqa: S608
+                    (view_name, current.version, oldest, *batch),
                 ):
-                    found[entity] = (event_us, json.loads(values))
-            ttl_us = None if view.ttl is None else int(view.ttl / pd.Timedelta(microseconds=1))
+                    found[entity] = len(texts)
+                    texts.append(values)
+            decoded = json.loads("[" + ",".join(texts) + "]")  # one parse for every row found
+            hits = [found.get(key) for key in keys]
             for feature in wanted:
-                values_out = []
-                for key in keys:
-                    hit = found.get(key)
-                    fresh = hit is not None and (ttl_us is None or hit[0] >= now_us - ttl_us)
-                    values_out.append(hit[1].get(feature) if fresh and hit else None)
-                columns[feature] = values_out
+                columns[feature] = [None if hit is None else decoded[hit].get(feature) for hit in hits]
         return pd.DataFrame(columns)
 
 
@@ -551,13 +575,26 @@ def _quote(name: str) -> str:
 
 
 def _entity_key(values: tuple[Any, ...]) -> str:
+    """The online table's key for one entity: JSON of its key values (ints without json.dumps)."""
+    if len(values) == 1 and isinstance(values[0], int) and not isinstance(values[0], bool):
+        return f"[{int(values[0])}]"
+    if len(values) == 1 and type(values[0]).__module__ == "numpy" and values[0].dtype.kind in "iu":
+        return f"[{int(values[0])}]"
     return json.dumps([v.item() if hasattr(v, "item") else v for v in values])
 
 
-def _now_micros(now: Any) -> int:
+def _micros(duration: Any) -> int:
     import pandas as pd
 
-    moment = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    return int(duration / pd.Timedelta(microseconds=1))
+
+
+def _now_micros(now: Any) -> int:
+    if now is None:
+        return time.time_ns() // 1000
+    import pandas as pd
+
+    moment = pd.Timestamp(now)
     if moment.tzinfo is None:
         moment = moment.tz_localize("UTC")
     return int(moment.value // 1000)
@@ -686,12 +723,10 @@ def _latest_per_entity(frame: pd.DataFrame, view: FeatureView) -> list[tuple[str
     created_us = latest["_created_ts"].astype("int64").to_numpy()
     part = int(frame["_part"].iloc[0])
     features = view.features or [c for c in frame.columns if not c.startswith("_") and c not in view.entities]
-    records = latest[features].astype(object).where(latest[features].notna(), None).to_dict("records")
+    # pandas writes the JSON of every row in one call (NaN and None become null)
+    values = latest[features].to_json(orient="records", lines=True, date_format="iso").splitlines()
     keys = latest[list(view.entities)].itertuples(index=False, name=None)
-    out = []
-    for key, ev, cr, values in zip(keys, event_us, created_us, records):
-        sort_key = f"{int(ev) + 2**62:016x}{int(cr) + 2**62:016x}{part:04x}"
-        clean = {k: (v.item() if hasattr(v, "item") else v) for k, v in values.items()}
-        out.append((_entity_key(key), sort_key, int(ev), json.dumps(clean, default=str)))
-    return out
-
+    return [
+        (_entity_key(key), f"{int(ev) + 2**62:016x}{int(cr) + 2**62:016x}{part:04x}", int(ev), text)
+        for key, ev, cr, text in zip(keys, event_us, created_us, values)
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from ..errors import StoreVersionError
@@ -81,8 +82,12 @@ MIGRATIONS: tuple[str, ...] = (
         event_us INTEGER NOT NULL,
         features TEXT NOT NULL,
         PRIMARY KEY (view, version, entity)
-    );
+    ) WITHOUT ROWID;
     ALTER TABLE results ADD COLUMN lineage TEXT NOT NULL DEFAULT '[]';
+    """,
+    # 3: a fast (xxh3) checksum too, to verify large files other tools read (Parquet parts).
+    """
+    ALTER TABLE objects ADD COLUMN xxh3 TEXT;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -95,9 +100,18 @@ def connect(path: Path) -> sqlite3.Connection:
     wait for the lock instead of failing; synchronous=NORMAL is crash-safe in WAL mode.
     """
     connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
+    for attempt in range(100):
+        try:  # switching to WAL can report "locked" at once while another process creates the file
+            connection.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 99:
+                raise
+            time.sleep(0.05)
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA busy_timeout=30000")
+    connection.execute("PRAGMA cache_size=-65536")  # 64 MB: online lookups hit many pages
+    connection.execute("PRAGMA mmap_size=268435456")
     _migrate(connection, path)
     return connection
 
