@@ -26,8 +26,11 @@ __all__ = [
     "FeatureValidationError",
 ]
 
-# Parts of one view version are ordered by a 12-bit number inside the join key (see _ORDER_KEY).
-MAX_PARTS = 4096
+# The ASOF join orders a view's rows by one 128-bit key: the event time in the high 64 bits;
+# below it, the delay from event to created time (51 bits, so within ±35 years) and the part
+# number (13 bits, so at most 8192 parts per view version). See get_historical_features.
+MAX_PARTS = 8192
+MAX_DELAY_US = 2**50
 
 
 class UnknownViewError(MlopsNbError, KeyError):
@@ -77,7 +80,8 @@ class FeatureView:
         import pandas as pd
 
         validate_name(self.name, "feature view")
-        entities = [self.entities] if isinstance(self.entities, str) else list(self.entities)
+        raw = self.entities
+        entities = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else []
         if not entities or not all(isinstance(e, str) and e for e in entities):
             raise FeatureValidationError(
                 f"Feature view {self.name!r} needs entities=[...] naming its key column(s), "
@@ -85,10 +89,7 @@ class FeatureView:
             )
         object.__setattr__(self, "entities", tuple(entities))
         if self.ttl is not None:
-            try:
-                ttl = pd.Timedelta(self.ttl)
-            except (ValueError, TypeError):
-                ttl = pd.NaT
+            ttl = _parse_duration(self.ttl)
             if pd.isna(ttl) or ttl <= pd.Timedelta(0):
                 raise FeatureValidationError(
                     f"ttl={self.ttl!r} is not a positive duration: use e.g. '2h', '7d' or "
@@ -314,6 +315,8 @@ class FeatureStore:
                 f"schema to start a new version."
             )
         frame, schema = _validated(view, df)
+        if current.parts:
+            self._check_key_types(view, current, frame)
         if view.schema is None:
             view = replace(view, schema=schema)
             self._save_view(view, current.version)
@@ -350,6 +353,21 @@ class FeatureStore:
             time.perf_counter() - started,
         )  # fmt: skip
 
+    def _check_key_types(self, view: FeatureView, current: _Versioned, frame: pd.DataFrame) -> None:
+        """Keys must keep the type they had: a join cannot match 1 with "1"."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        stored = pq.read_schema(self.store.object_path(current.parts[-1][1], ".parquet"))
+        for key in view.entities:
+            before, now = stored.field(key).type, pa.Array.from_pandas(frame[key]).type
+            if before != now and not (pa.types.is_integer(before) and pa.types.is_integer(now)):
+                raise FeatureValidationError(
+                    f"Cannot ingest into {view.name!r}: entity column {key!r} holds {now} values "
+                    f"but earlier ingests stored {before}. Convert it, e.g. "
+                    f"df[{key!r}].astype({'str' if pa.types.is_string(before) or pa.types.is_large_string(before) else 'int'})."
+                )
+
     # -- reading -------------------------------------------------------------------------------
     def read(self, view: str, version: int | None = None) -> pd.DataFrame:
         """Every row ingested into a view version, in ingestion order."""
@@ -358,8 +376,9 @@ class FeatureStore:
         current = self._current(view, version)
         frames = [self.store.get(sha, label=f"part {p} of view {view!r}") for p, sha in current.parts]
         columns = [*current.view.entities, current.view.timestamp]
+        created = [current.view.created] if current.view.created else []
         if not frames:
-            return pd.DataFrame(columns=[*columns, *current.view.features])
+            return pd.DataFrame(columns=[*columns, *created, *current.view.features])
         data = pd.concat(frames, ignore_index=True)
         data = data.rename(columns={"_event_ts": current.view.timestamp, "_created_ts": current.view.created or "_created_ts"})
         keep = [*columns, *([current.view.created] if current.view.created else []), *current.view.features]
@@ -446,8 +465,9 @@ class FeatureStore:
             sources[view_name] = [f"part {p}" for p, _ in current.parts]
             if paths:
                 table = (
-                    f"(SELECT *, (epoch_us(_event_ts)::HUGEINT << 75) + "
-                    f"((epoch_us(_created_ts)::HUGEINT + (1::HUGEINT << 62)) << 12) + _part AS _order "
+                    f"(SELECT *, epoch_us(_event_ts)::HUGEINT * (1::HUGEINT << 64) + "
+                    f"(epoch_us(_created_ts) - epoch_us(_event_ts) + {MAX_DELAY_US})::HUGEINT * 8192 + _part "
+                    f"AS _order "
                     f"FROM read_parquet({paths!r}))"
                 )
             else:
@@ -476,7 +496,8 @@ class FeatureStore:
         connection = duckdb.connect()
         connection.register("entities_raw", keys)
         sql = (
-            "WITH e AS (SELECT *, (_entity_us::HUGEINT << 75) + ((1::HUGEINT << 75) - 1) AS _entity_order "
+            "WITH e AS (SELECT *, _entity_us::HUGEINT * (1::HUGEINT << 64) + ((1::HUGEINT << 64) - 1) "
+            "AS _entity_order "
             "FROM entities_raw) "
             f"SELECT e._row, {', '.join(selects)} FROM e {' '.join(joins)}"
         )
@@ -581,6 +602,24 @@ def _entity_key(values: tuple[Any, ...]) -> str:
     if len(values) == 1 and type(values[0]).__module__ == "numpy" and values[0].dtype.kind in "iu":
         return f"[{int(values[0])}]"
     return json.dumps([v.item() if hasattr(v, "item") else v for v in values])
+
+
+def _parse_duration(value: Any) -> Any:
+    """'90s', '15min', '2h', '7d', '1w', a timedelta or a Timedelta -> Timedelta (NaT if not one)."""
+    import re
+
+    import pandas as pd
+
+    units = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours",
+             "d": "days", "day": "days", "days": "days", "w": "weeks"}  # fmt: skip
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", value)
+        if match and match.group(2).lower() in units:
+            return pd.Timedelta(**{units[match.group(2).lower()]: float(match.group(1))})
+    try:
+        return pd.Timedelta(value)
+    except (ValueError, TypeError):
+        return pd.NaT
 
 
 def _micros(duration: Any) -> int:
@@ -696,8 +735,16 @@ def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
     if view.created:
         created = _parse_times(df[view.created], view.created)
         frame["_created_ts"] = created.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").to_numpy()
-    else:
-        frame["_created_ts"] = pd.Series(pd.Timestamp(0), index=frame.index).astype("datetime64[us]").to_numpy()
+        delay = frame["_created_ts"] - frame["_event_ts"]
+        too_far = delay.abs() >= pd.Timedelta(microseconds=MAX_DELAY_US)
+        if too_far.any():
+            raise FeatureValidationError(
+                f"Column {view.created!r} is more than 35 years from {view.timestamp!r} in "
+                f"{int(too_far.sum())} row(s), e.g. rows {df.index[too_far.to_numpy()][:3].tolist()}. "
+                f"Check the two columns are the right way round."
+            )
+    else:  # no created column: rows tie-break on ingestion order alone
+        frame["_created_ts"] = frame["_event_ts"]
     schema = {}
     for feature in features:
         values = df[feature]
