@@ -15,7 +15,12 @@ from pathlib import Path
 import _common
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_step_overhead.py", "bench_hashing.py", "bench_edit_last_step.py"]
+BENCHMARKS = [
+    "bench_step_overhead.py",
+    "bench_hashing.py",
+    "bench_edit_last_step.py",
+    "bench_pit_join.py",
+]
 
 
 def main() -> int:

@@ -26,11 +26,9 @@ __all__ = [
     "FeatureValidationError",
 ]
 
-# The ASOF join orders a view's rows by one 128-bit key: the event time in the high 64 bits;
-# below it, the delay from event to created time (51 bits, so within ±35 years) and the part
-# number (13 bits, so at most 8192 parts per view version). See get_historical_features.
-MAX_PARTS = 8192
-MAX_DELAY_US = 2**50
+# Most ingests are small enough that this many parts per view version never bites; it keeps the
+# list of files one query opens reasonable.
+MAX_PARTS = 10_000
 
 
 class UnknownViewError(MlopsNbError, KeyError):
@@ -321,7 +319,10 @@ class FeatureStore:
             view = replace(view, schema=schema)
             self._save_view(view, current.version)
         part = len(current.parts) + 1
-        frame.insert(len(frame.columns), "_part", part)
+        frame = frame.reset_index(drop=True)
+        frame["_part"] = part
+        frame["_row"] = range(len(frame))
+        losers = self._tie_losers(view, current, frame)
         try:
             ref = self.store.put(
                 frame.reset_index(drop=True), label=f"part {part} of view {view_name!r}",
@@ -339,6 +340,10 @@ class FeatureStore:
                 "INSERT INTO feature_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (view_name, current.version, part, ref.sha256, len(frame), str(first), str(last), time.time()),
             )
+            db.executemany(
+                "INSERT OR IGNORE INTO feature_losers VALUES (?, ?, ?, ?)",
+                [(view_name, current.version, p, r) for p, r in losers],
+            )
             before = db.total_changes
             db.executemany(  # an older value never overwrites a newer one
                 "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
@@ -352,6 +357,51 @@ class FeatureStore:
             view_name, current.version, part, len(frame), len(latest), first, last, updated,
             time.perf_counter() - started,
         )  # fmt: skip
+
+    def _losers(self, name: str, version: int) -> pd.DataFrame:
+        import pandas as pd
+
+        rows = self.store.query(
+            "SELECT part, row FROM feature_losers WHERE view = ? AND version = ?", (name, version)
+        )
+        return pd.DataFrame(rows, columns=["_part", "_row"], dtype="int64")
+
+    def _tie_losers(self, view: FeatureView, current: _Versioned, frame: pd.DataFrame) -> list[tuple[int, int]]:
+        """Rows that lose a tie on (entity, event time), in this part or with earlier parts.
+
+        The winner of a tie has the latest created time, then the latest ingestion (a later part,
+        or a later row of the same part). Found here, once, so queries can skip the losers.
+        """
+        import duckdb
+        import pandas as pd
+
+        keys = [*view.entities, "_event_ts"]
+        columns = [*keys, "_created_ts", "_part", "_row"]
+        ordered = frame[columns].sort_values(["_created_ts", "_row"], kind="stable")
+        beaten = ordered.duplicated(keys, keep="last")
+        losers = [(int(p), int(r)) for p, r in ordered.loc[beaten, ["_part", "_row"]].to_numpy()]
+        if not current.parts:
+            return losers
+        fresh = ordered.loc[~beaten]
+        paths = [str(self.store.object_path(sha, ".parquet")) for _, sha in current.parts]
+        connection = duckdb.connect()
+        connection.register("fresh", fresh)
+        connection.register("beaten_before", self._losers(view.name, current.version))
+        on = " AND ".join(f"f.{_quote(k)} = n.{_quote(k)}" for k in keys)
+        earlier = connection.sql(
+            f"SELECT {', '.join('f.' + _quote(c) for c in columns)} FROM read_parquet({paths!r}) f "
+            f"SEMI JOIN fresh n ON {on} "
+            "ANTI JOIN beaten_before b ON f._part = b._part AND f._row = b._row"
+        ).df()
+        connection.close()
+        if earlier.empty:
+            return losers
+        contested = fresh.merge(earlier[keys].drop_duplicates(), on=keys)
+        both = pd.concat([earlier, contested], ignore_index=True)
+        both = both.sort_values(["_created_ts", "_part", "_row"], kind="stable")
+        beaten = both.duplicated(keys, keep="last")
+        losers += [(int(p), int(r)) for p, r in both.loc[beaten, ["_part", "_row"]].to_numpy()]
+        return losers
 
     def _check_key_types(self, view: FeatureView, current: _Versioned, frame: pd.DataFrame) -> None:
         """Keys must keep the type they had: a join cannot match 1 with "1"."""
@@ -448,6 +498,9 @@ class FeatureStore:
         result = entity_df.copy()
         keys = pd.DataFrame(index=pd.RangeIndex(len(entity_df)))
         keys["_entity_us"] = _as_utc_micros(entity_df[time_column], time_column)
+        keys["_entity_ts"] = keys["_entity_us"].to_numpy().astype("datetime64[us]")
+        keys["_row"] = range(len(keys))
+        connection = duckdb.connect()
         sources: dict[str, list[str]] = {}
         joins, selects = [], []
         for number, (view_name, (current, wanted)) in enumerate(requested.items()):
@@ -464,21 +517,22 @@ class FeatureStore:
             alias = f"f{number}"
             sources[view_name] = [f"part {p}" for p, _ in current.parts]
             if paths:
-                table = (
-                    f"(SELECT *, epoch_us(_event_ts)::HUGEINT * (1::HUGEINT << 64) + "
-                    f"(epoch_us(_created_ts) - epoch_us(_event_ts) + {MAX_DELAY_US})::HUGEINT * 8192 + _part "
-                    f"AS _order "
-                    f"FROM read_parquet({paths!r}))"
-                )
+                losers = self._losers(view_name, current.version)
+                skip = ""
+                if len(losers):
+                    connection.register(f"losers{number}", losers)
+                    skip = f"ANTI JOIN losers{number} l ON f._part = l._part AND f._row = l._row"
+                table = f"(SELECT f.* FROM read_parquet({paths!r}) f {skip})"
             else:
                 empty = ", ".join(  # no rows yet: an empty table whose keys match entity_df's types
                     [f"{_quote(f'_k{number}_{e}')} AS {_quote(e)}" for e in view.entities]
-                    + ["NULL::TIMESTAMP AS _event_ts", "NULL::HUGEINT AS _order"]
+                    + ["NULL::TIMESTAMP AS _event_ts"]
                     + [f"NULL AS {_quote(f)}" for f in wanted]
                 )
                 table = f"(SELECT {empty} FROM entities_raw WHERE false)"
             on = " AND ".join(f"e.{_quote(f'_k{number}_{k}')} = {alias}.{_quote(k)}" for k in view.entities)
-            joins.append(f"ASOF LEFT JOIN {table} {alias} ON {on} AND e._entity_order >= {alias}._order")
+            # Tie losers are gone, so the latest event time at or before t is the one winner.
+            joins.append(f"ASOF LEFT JOIN {table} {alias} ON {on} AND e._entity_ts >= {alias}._event_ts")
             for feature in wanted:
                 value = f"{alias}.{_quote(feature)}"
                 if view.ttl is not None:
@@ -492,15 +546,8 @@ class FeatureStore:
                     )
                 selects.append(f"{value} AS {_quote(out_name)}")
                 result[out_name] = None
-        keys["_row"] = range(len(keys))
-        connection = duckdb.connect()
         connection.register("entities_raw", keys)
-        sql = (
-            "WITH e AS (SELECT *, _entity_us::HUGEINT * (1::HUGEINT << 64) + ((1::HUGEINT << 64) - 1) "
-            "AS _entity_order "
-            "FROM entities_raw) "
-            f"SELECT e._row, {', '.join(selects)} FROM e {' '.join(joins)}"
-        )
+        sql = f"SELECT e._row, {', '.join(selects)} FROM entities_raw e {' '.join(joins)}"
         joined = connection.sql(sql).df()
         connection.close()
         rows = joined["_row"].to_numpy()
@@ -558,36 +605,37 @@ class FeatureStore:
         columns: dict[str, Any] = {}
         for view_name, (current, wanted) in requested.items():
             view = current.view
-            missing = [e for e in view.entities if any(not isinstance(r, dict) or e not in r for r in rows)]
-            if missing:
-                raise FeatureValidationError(
-                    f"Each entity row needs {list(view.entities)} for view {view_name!r}; "
-                    f"missing {missing}, e.g. [{{{view.entities[0]!r}: 1001}}]."
-                )
             for entity in view.entities:
-                columns.setdefault(entity, [row[entity] for row in rows])
+                if entity not in columns:
+                    try:
+                        columns[entity] = [row[entity] for row in rows]
+                    except (KeyError, TypeError):
+                        raise FeatureValidationError(
+                            f"Each entity row needs {list(view.entities)} for view {view_name!r}, "
+                            f"e.g. [{{{view.entities[0]!r}: 1001}}]; some row lacks {entity!r}."
+                        ) from None
             if len(view.entities) == 1 and all(type(v) is int for v in columns[view.entities[0]]):
                 keys = [f"[{v}]" for v in columns[view.entities[0]]]  # same text as _entity_key
             else:
                 keys = [_entity_key(tuple(row[e] for e in view.entities)) for row in rows]
             oldest = -(2**63) if current.ttl_us is None else now_us - current.ttl_us
-            found: dict[str, int] = {}
-            texts: list[str] = []
-            for chunk in range(0, len(keys), 900):  # SQLite takes at most ~1000 parameters
-                batch = list(dict.fromkeys(keys[chunk : chunk + 900]))
-                marks = ",".join("?" * len(batch))
-                for entity, values in self.store.query(
+            fetched: list[tuple[str, str]] = []
+            unique = sorted(set(keys))  # sorted keys walk the index in order
+            for chunk in range(0, len(unique), 900):  # SQLite takes at most ~1000 parameters
+                batch = unique[chunk : chunk + 900]
+                fetched += self.store.query(
                     "SELECT entity, features FROM online_features WHERE view = ? AND version = ? "
-                    f"AND event_us >= ? AND entity IN ({marks})",  # noqa: S608
+                    f"AND event_us >= ? AND entity IN ({','.join('?' * len(batch))})",  # noqa: S608
                     (view_name, current.version, oldest, *batch),
-                ):
-                    found[entity] = len(texts)
-                    texts.append(values)
-            decoded = json.loads("[" + ",".join(texts) + "]")  # one parse for every row found
+                )
+            found = {entity: number for number, (entity, _) in enumerate(fetched)}
+            decoded = json.loads("[" + ",".join(text for _, text in fetched) + "]")  # one parse
             hits = [found.get(key) for key in keys]
+            schema = view.schema or {}
             for feature in wanted:
-                columns[feature] = [None if hit is None else decoded[hit].get(feature) for hit in hits]
-        return pd.DataFrame(columns)
+                values = [None if hit is None else decoded[hit].get(feature) for hit in hits]
+                columns[feature] = _as_array(values, schema.get(feature, "object"))
+        return _frame(columns)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -620,6 +668,38 @@ def _parse_duration(value: Any) -> Any:
         return pd.Timedelta(value)
     except (ValueError, TypeError):
         return pd.NaT
+
+
+def _as_array(values: list[Any], dtype: str) -> Any:
+    """A column for an online result: numbers as numbers (missing as NaN), the rest as objects."""
+    import numpy as np
+
+    kind = np.dtype(dtype).kind if dtype in np.sctypeDict else "O"
+    if kind == "f" or (kind in "iu" and None in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+    if kind in "iub" and None not in values:
+        return np.array(values, dtype=dtype)
+    return np.array(values, dtype=object)
+
+
+def _frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """A DataFrame from finished columns, skipping pandas' per-column checks (an online hot path)."""
+    import numpy as np
+    import pandas as pd
+
+    arrays = [
+        value if isinstance(value, np.ndarray)
+        else np.array(value, dtype=np.int64 if all(type(v) is int for v in value) else object)
+        for value in columns.values()
+    ]  # fmt: skip
+    build = getattr(pd.DataFrame, "_from_arrays", None)
+    if build is None:  # not in every pandas version: the public constructor is slower, not wrong
+        return pd.DataFrame(dict(zip(columns, arrays)))
+    length = len(arrays[0]) if arrays else 0
+    return build(
+        arrays, columns=pd.Index(list(columns), dtype=object), index=pd.RangeIndex(length),
+        verify_integrity=False,
+    )  # fmt: skip
 
 
 def _micros(duration: Any) -> int:
@@ -735,14 +815,6 @@ def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
     if view.created:
         created = _parse_times(df[view.created], view.created)
         frame["_created_ts"] = created.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]").to_numpy()
-        delay = frame["_created_ts"] - frame["_event_ts"]
-        too_far = delay.abs() >= pd.Timedelta(microseconds=MAX_DELAY_US)
-        if too_far.any():
-            raise FeatureValidationError(
-                f"Column {view.created!r} is more than 35 years from {view.timestamp!r} in "
-                f"{int(too_far.sum())} row(s), e.g. rows {df.index[too_far.to_numpy()][:3].tolist()}. "
-                f"Check the two columns are the right way round."
-            )
     else:  # no created column: rows tie-break on ingestion order alone
         frame["_created_ts"] = frame["_event_ts"]
     schema = {}
@@ -752,8 +824,6 @@ def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
             values = values.astype(view.schema[feature])
         frame[feature] = values.to_numpy()
         schema[feature] = str(values.dtype)
-    # Within one ingest, the later of two rows with the same key and times wins.
-    frame = frame.drop_duplicates([*view.entities, "_event_ts", "_created_ts"], keep="last")
     return frame, schema
 
 
@@ -774,6 +844,6 @@ def _latest_per_entity(frame: pd.DataFrame, view: FeatureView) -> list[tuple[str
     values = latest[features].to_json(orient="records", lines=True, date_format="iso").splitlines()
     keys = latest[list(view.entities)].itertuples(index=False, name=None)
     return [
-        (_entity_key(key), f"{int(ev) + 2**62:016x}{int(cr) + 2**62:016x}{part:04x}", int(ev), text)
+        (_entity_key(key), f"{int(ev) + 2**62:016x}{int(cr) + 2**62:016x}{part:08x}", int(ev), text)
         for key, ev, cr, text in zip(keys, event_us, created_us, values)
     ]

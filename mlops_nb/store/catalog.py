@@ -89,6 +89,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE objects ADD COLUMN xxh3 TEXT;
     """,
+    # 4: feature rows that lose a tie (same entity and event time) to another row: the
+    # point-in-time join leaves them out, so it can order rows by event time alone.
+    """
+    CREATE TABLE feature_losers (
+        view    TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        part    INTEGER NOT NULL,
+        row     INTEGER NOT NULL,
+        PRIMARY KEY (view, version, part, row)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
