@@ -611,8 +611,8 @@ class FeatureStore:
                         columns[entity] = [row[entity] for row in rows]
                     except (KeyError, TypeError):
                         raise FeatureValidationError(
-                            f"Each entity row needs {list(view.entities)} for view {view_name!r}, "
-                            f"e.g. [{{{view.entities[0]!r}: 1001}}]; some row lacks {entity!r}."
+                            f"Each entity row needs {list(view.entities)} for view {view_name!r}; "
+                            f"missing {[entity]}, e.g. [{{{view.entities[0]!r}: 1001}}]."
                         ) from None
             if len(view.entities) == 1 and all(type(v) is int for v in columns[view.entities[0]]):
                 keys = [f"[{v}]" for v in columns[view.entities[0]]]  # same text as _entity_key
