@@ -697,7 +697,7 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
         return pd.DataFrame(dict(zip(columns, arrays)))
     length = len(arrays[0]) if arrays else 0
     return build(
-        arrays, columns=pd.Index(list(columns), dtype=object), index=pd.RangeIndex(length),
+        arrays, columns=pd.Index(list(columns)), index=pd.RangeIndex(length),
         verify_integrity=False,
     )  # fmt: skip
 
