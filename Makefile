@@ -14,8 +14,9 @@ $(STAMP): $(BIN)/python binder/requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet -r binder/requirements.txt
 	touch $(STAMP)
 
+# JupyterLab refuses to start as root unless told to (containers often run as root).
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/00_index.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_index.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m mypy
