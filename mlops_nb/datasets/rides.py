@@ -1,4 +1,4 @@
-"""Small deterministic datasets, generated offline from a fixed seed, for the lesson notebooks."""
+"""Driver statistics and rides with a label: the Feature Store lesson's data, generated offline."""
 
 from __future__ import annotations
 
