@@ -24,6 +24,13 @@ from .errors import (
 )
 from .features import FeatureStore, FeatureValidationError, FeatureView, UnknownViewError
 from .pipeline import Pipeline, Step, StepReport
+from .transforms import (
+    LibraryVersionWarning,
+    SkewError,
+    TransformError,
+    TransformRegistry,
+    UntrustedTypesError,
+)
 from .store import Store
 
 if TYPE_CHECKING:
@@ -39,19 +46,24 @@ __all__ = [
     "FeatureValidationError",
     "FeatureView",
     "InvalidNameError",
+    "LibraryVersionWarning",
     "MissingInputError",
     "MlopsNbError",
     "MutationWarning",
     "Pipeline",
+    "SkewError",
     "Step",
     "StepReport",
     "StepSyntaxError",
     "Store",
     "StoreVersionError",
+    "TransformError",
+    "TransformRegistry",
     "UnhashableValueError",
     "UnknownStepError",
     "UnknownViewError",
     "UnstorableValueError",
+    "UntrustedTypesError",
     "load_ipython_extension",
     "pipeline",
     "step",
@@ -59,7 +71,7 @@ __all__ = [
 
 
 def load_ipython_extension(shell: InteractiveShell) -> None:
-    """Register ``%%step``, ``%pipeline``, ``%dag`` and ``%%features`` (``%load_ext mlops_nb``)."""
+    """Register ``%%step``, ``%pipeline``, ``%dag``, ``%%features``, ``%%transform`` (%load_ext)."""
     from .magics import load
 
     load(shell)

@@ -1,4 +1,4 @@
-"""The IPython layer: ``%%step``, ``%pipeline``, ``%dag`` and ``%%features`` parse, call the core, show results."""
+"""The IPython layer: ``%%step``, ``%pipeline``, ``%dag``, ``%%features``, ``%%transform`` call the core."""
 
 from __future__ import annotations
 
@@ -240,6 +240,40 @@ class StepMagics(Magics):
                 )
                 store.apply(view)
             print(store.ingest(args.view, value))
+
+    # -- %%transform ---------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("name", help="The transform's name; each save adds a version.")
+    @argument("--data", metavar="VAR", help="The variable holding the data it was fitted on.")
+    @argument("--source", help="Where that data came from, e.g. step:features.")
+    @argument("--tags", metavar="A,B", help="Labels to find this version by.")
+    @cell_magic
+    def transform(self, line: str, cell: str) -> None:
+        """Save the fitted transformer the cell evaluates to (its last expression), with skops.
+
+        With --data, the input schema and fit-time statistics are saved too, for skew checks.
+        """
+        __tracebackhide__ = True  # noqa: F841
+        from .transforms import TransformRegistry
+
+        args = parse_argstring(self.transform, line)
+        value = run_code(self.kernel.transform_cell(cell), self.kernel.user_ns, f"<transform {args.name}>")
+        if value is None:
+            raise UsageError(
+                "%%transform needs the cell to end with the fitted transformer, e.g. "
+                "`StandardScaler().fit(X_train)`."
+            )
+        data_name = _unquote(args.data)
+        if data_name is not None and data_name not in self.kernel.user_ns:
+            raise UsageError(f"--data names {data_name!r}, which is not defined in this notebook.")
+        data = self.kernel.user_ns[data_name] if data_name else None
+        with _usage_errors():
+            registry = TransformRegistry(self.pipeline.store)
+            version = registry.save(
+                args.name, value, data, source=_unquote(args.source), tags=_names(args.tags)
+            )
+        schema = f" with the schema and statistics of {data_name!r}" if data_name else ""
+        print(f"Saved transform {args.name!r} v{version} ({type(value).__name__}){schema}.")
 
     # -- %dag ---------------------------------------------------------------------------------
     @magic_arguments()

@@ -100,6 +100,18 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (view, version, part, row)
     ) WITHOUT ROWID;
     """,
+    # 5: fitted transforms: the skops file is an object; the record holds schema, statistics,
+    # library versions, source and tags as JSON.
+    """
+    CREATE TABLE transforms (
+        name    TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sha256  TEXT NOT NULL,
+        record  TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

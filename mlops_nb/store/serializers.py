@@ -153,6 +153,21 @@ class SkopsSerializer(Serializer):
         return list(skops.io.get_untrusted_types(file=data_path))
 
 
+class BytesSerializer(Serializer):
+    """Raw bytes as they are (e.g. a skops file that is loaded with its own safety checks)."""
+
+    name, suffix = "bytes", ".bin"
+
+    def accepts(self, value: Any) -> bool:
+        return type(value) is bytes
+
+    def dump(self, value: Any, file: IO[bytes]) -> None:
+        file.write(value)
+
+    def load(self, file: IO[bytes], trusted: list[str]) -> Any:
+        return file.read()
+
+
 class PickleSerializer(Serializer):
     """Anything else, with cloudpickle (functions and classes defined in a notebook included)."""
 
@@ -176,6 +191,7 @@ SERIALIZERS: tuple[Serializer, ...] = (
     ParquetSerializer(),
     NumpySerializer(),
     SkopsSerializer(),
+    BytesSerializer(),
     PickleSerializer(),
 )
 
