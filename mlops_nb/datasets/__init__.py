@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .rides import START, Rides, load_rides
+from .shoppers import AGE_GROUPS_SPLIT, load_shoppers
 
-__all__ = ["START", "Rides", "load_rides"]
+__all__ = ["AGE_GROUPS_SPLIT", "START", "Rides", "load_rides", "load_shoppers"]
