@@ -270,7 +270,7 @@ class TransformRegistry:
                 row["status"] = "dtype changed"
             column_stats = stats.get(column, {})
             if "quantiles" in column_stats and values.dtype.kind in "biuf":
-                row["psi"] = _psi(column_stats["quantiles"], values.to_numpy(dtype=float))
+                row["psi"] = _psi(column_stats, values.to_numpy(dtype=float))
             elif "frequencies" in column_stats:
                 seen = set(column_stats["frequencies"])
                 new = sorted({str(v) for v in values.dropna().unique()} - seen)
@@ -350,10 +350,19 @@ def _statistics(X: Any) -> dict[str, dict[str, Any]]:
     for column in frame.columns:
         values = frame[column]
         nulls = int(values.isna().sum())
-        if values.dtype.kind in "biuf":
+        sample = values.dropna().head(1).tolist()
+        if sample and isinstance(sample[0], (list, tuple, np.ndarray)):
+            stats[str(column)] = {"cells": "arrays", "nulls": nulls}  # e.g. images: no categories
+        elif values.dtype.kind in "biuf":
             numbers = values.dropna().to_numpy(dtype=float)
+            quantiles = np.quantile(numbers, np.linspace(0, 1, 11)) if len(numbers) else np.array([])
+            edges = np.unique(quantiles[1:-1])
             stats[str(column)] = {
-                "quantiles": np.quantile(numbers, np.linspace(0, 1, 11)).tolist() if len(numbers) else [],
+                "quantiles": quantiles.tolist(),
+                # Bins between the distinct inner deciles, and the share of fit-time rows in each:
+                # a count column (many repeats) has far from equal shares.
+                "edges": edges.tolist(),
+                "shares": _shares(edges, numbers).tolist() if len(numbers) else [],
                 "mean": float(numbers.mean()) if len(numbers) else None,
                 "std": float(numbers.std()) if len(numbers) else None,
                 "nulls": nulls,
@@ -365,19 +374,23 @@ def _statistics(X: Any) -> dict[str, dict[str, Any]]:
     return stats
 
 
-def _psi(quantiles: list[float], serving: Any) -> float:
-    """Population stability index of ``serving`` against fit-time deciles (10 equal-mass bins)."""
+def _shares(edges: Any, values: Any) -> Any:
+    import numpy as np
+
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return counts / max(len(values), 1)
+
+
+def _psi(stats: dict[str, Any], serving: Any) -> float:
+    """Population stability index of ``serving`` against the fit-time bins and their shares."""
     import numpy as np
 
     serving = serving[~np.isnan(serving)]
-    if not quantiles or not len(serving):
+    if not stats.get("shares") or not len(serving):
         return math.nan
-    edges = np.unique(np.asarray(quantiles[1:-1]))
-    expected = np.full(len(edges) + 1, 1.0 / (len(edges) + 1))
-    if len(edges) + 1 == 10:
-        expected = np.full(10, 0.1)
-    actual = np.bincount(np.searchsorted(edges, serving, side="right"), minlength=len(edges) + 1) / len(serving)
-    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
+    edges = np.asarray(stats["edges"])
+    expected = np.clip(np.asarray(stats["shares"]), 1e-4, None)
+    actual = np.clip(_shares(edges, serving), 1e-4, None)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 

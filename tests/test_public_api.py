@@ -33,3 +33,10 @@ def test_errors_are_also_builtin_exceptions() -> None:
     assert issubclass(mlops_nb.InvalidNameError, ValueError)
     assert issubclass(mlops_nb.StepSyntaxError, SyntaxError)
     assert str(mlops_nb.UnknownStepError("no step 'x'")) == "no step 'x'"  # not KeyError's quoting
+
+
+@pytest.mark.parametrize("name", ["Cascade", "ImageFlattener", "ModalityError", "infer_modalities", "multimodal_preprocessor"])
+def test_every_pattern_name_resolves(name: str) -> None:
+    import mlops_nb.patterns
+
+    assert getattr(mlops_nb.patterns, name).__doc__

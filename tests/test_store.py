@@ -326,8 +326,8 @@ def test_different_values_are_stored_separately(store: Store) -> None:
 def corrupt_message(where: str, label: str) -> str:
     return (
         rf"^The file {re.escape(repr(where))} holding {re.escape(label)} is corrupt or was modified: "
-        r"its sha256 does not match the catalog, so it was not loaded\. Re-run the step that "
-        r"produces it \(with --force\) to write a good copy\.$"
+        r"its sha256 does not match the catalog, so it was not loaded\. Write a good copy: re-run "
+        r"the step that produces it \(with --force\), or save or ingest it again\.$"
     )
 
 
@@ -398,7 +398,8 @@ def test_a_missing_object_file_gives_a_clear_error(store: Store) -> None:
     with pytest.raises(
         CorruptObjectError,
         match=rf"^The file {re.escape(repr(str(path)))} holding output 'X' of step 'load' is "
-        r"missing\. Re-run the step that produces it \(with --force\)\.$",
+        r"missing\. Write it again: re-run the step that produces it \(with --force\), or save "
+        r"or ingest it again\.$",
     ):
         store.get(ref.sha256, label="output 'X' of step 'load'")
 

@@ -205,3 +205,21 @@ def test_transform_magic_saves_the_cells_value(nb: Notebook) -> None:
     assert "StandardScaler is not fitted" in str(nb.error("%%transform s\nStandardScaler()"))
     assert "'nope', which is not defined" in str(nb.error("%%transform s --data nope\nStandardScaler().fit(X)"))
     assert "end with the fitted transformer" in str(nb.error("%%transform s\nx = 1"))
+
+
+def test_a_column_of_arrays_is_not_treated_as_categories(registry: TransformRegistry) -> None:
+    X = pd.DataFrame({"photo": [np.zeros((2, 2)), np.ones((2, 2))], "age": [30.0, 40.0]})
+    registry.save("prep", StandardScaler().fit(X[["age"]]), X)
+    assert registry.info("prep")["stats"]["photo"] == {"cells": "arrays", "nulls": 0}
+    report = registry.check_skew("prep", X).set_index("column")
+    assert report.loc["photo", "status"] == "ok" and report.loc["photo", "new categories"] == ""
+
+
+def test_psi_of_a_count_column_against_itself_is_zero(registry: TransformRegistry) -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"calls": rng.poisson(1.5, 3000)})
+    registry.save("calls", StandardScaler().fit(X), X)
+    same = registry.check_skew("calls", X).set_index("column")
+    assert same.loc["calls", "psi"] < 1e-9
+    more = registry.check_skew("calls", pd.DataFrame({"calls": rng.poisson(4, 3000)})).set_index("column")
+    assert more.loc["calls", "psi"] > 0.25

@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Cascade", "multimodal_preprocessor", "infer_modalities"]
+__all__ = ["Cascade", "ImageFlattener", "ModalityError", "infer_modalities", "multimodal_preprocessor"]
 
 # scikit-learn is imported only when a pattern is used, so `import mlops_nb` stays light.
 _HOMES = {
     "Cascade": ".cascade",
     "multimodal_preprocessor": ".multimodal",
     "infer_modalities": ".multimodal",
+    "ImageFlattener": ".multimodal",
+    "ModalityError": ".multimodal",
 }
 
 

@@ -273,8 +273,8 @@ class Store:
                 file = open(path, "rb")
             except FileNotFoundError:
                 raise CorruptObjectError(
-                    f"{where} holding {label} is missing. "
-                    f"Re-run the step that produces it (with --force)."
+                    f"{where} holding {label} is missing. Write it again: re-run the step that "
+                    f"produces it (with --force), or save or ingest it again."
                 ) from None
             if serializer.name == "pickle":  # unpickle exactly the bytes that were checked
                 with file:
@@ -283,8 +283,8 @@ class Store:
             file.close()
             raise CorruptObjectError(
                 f"{where} holding {label} is corrupt or was modified: its sha256 "
-                f"does not match the catalog, so it was not loaded. Re-run the step that "
-                f"produces it (with --force) to write a good copy."
+                f"does not match the catalog, so it was not loaded. Write a good copy: re-run the "
+                f"step that produces it (with --force), or save or ingest it again."
             )
         file.seek(0)
         return file
