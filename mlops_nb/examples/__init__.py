@@ -1,0 +1,1 @@
+"""Small, tested example code the design-pattern lessons import, one module per lesson."""
