@@ -54,3 +54,33 @@ def test_the_console_script_is_installed(home: Path) -> None:
     assert executable is not None
     run = subprocess.run([executable, "--home", str(home), "list"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("sales")
+
+
+def test_store_ls_verify_and_gc(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(home)
+    orphan = store.put(list(range(50_000)))  # stored, but no step refers to it
+    assert main(["--home", str(home), "store", "ls"]) == 0
+    listing = capsys.readouterr().out
+    assert "pipelines: sales: 2 steps" in listing and "objects: " in listing
+
+    assert main(["--home", str(home), "store", "verify"]) == 0
+    assert "objects verified" in capsys.readouterr().out
+
+    with store.transaction() as db:  # pretend the orphan is old enough to collect
+        db.execute("UPDATE objects SET created = 0 WHERE sha256 = ?", (orphan.sha256,))
+    assert main(["--home", str(home), "store", "gc", "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("would delete 1 unreferenced objects")
+    assert main(["--home", str(home), "store", "gc"]) == 0
+    assert store.find(orphan.value_hash) is None
+    assert main(["--home", str(home), "run", "sales"]) == 0  # everything referenced survived
+    assert capsys.readouterr().out.count("up to date, cached") == 2
+
+
+def test_store_verify_reports_a_damaged_object(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(home)
+    ref = store.put(list(range(50_000)))
+    [path] = (home / "objects").glob(f"*/{ref.sha256}.*")
+    path.write_bytes(path.read_bytes()[:-5] + b"xxxxx")
+    assert main(["--home", str(home), "store", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert "1 damaged" in captured.out and ref.sha256 in captured.err

@@ -213,6 +213,46 @@ class Store:
             )
         return ObjectRef(sha256, value_hash)
 
+    # -- maintenance ---------------------------------------------------------------------------
+    def referenced(self) -> set[str]:
+        """Objects something still points to: step results, feature parts, saved transforms."""
+        found = {row[0] for row in self.query("SELECT sha256 FROM feature_parts")}
+        found |= {row[0] for row in self.query("SELECT sha256 FROM transforms")}
+        for (outputs,) in self.query("SELECT outputs FROM results"):
+            found |= {sha256 for sha256, _ in json.loads(outputs).values()}
+        return found
+
+    def verify_all(self) -> list[str]:
+        """Check every object against its checksum; return one message per problem (none: fine)."""
+        problems = []
+        for (sha256,) in self.query("SELECT sha256 FROM objects ORDER BY sha256"):
+            try:
+                self._open_checked(sha256, f"object {sha256[:12]}").close()
+            except CorruptObjectError as error:
+                problems.append(str(error))
+        return problems
+
+    def garbage_collect(self, dry_run: bool = False, older_than: float = 600) -> tuple[int, int]:
+        """Delete objects nothing references; return how many and how many bytes (to be) freed.
+
+        Objects younger than ``older_than`` seconds are kept: a kernel may have written one a
+        moment ago and be about to commit the result that refers to it.
+        """
+        keep = self.referenced()
+        rows = self.query(
+            "SELECT sha256, serializer, size, inline IS NULL FROM objects WHERE created < ?",
+            (time.time() - older_than,),
+        )
+        unused = [row for row in rows if row[0] not in keep]
+        if not dry_run:
+            with self.transaction() as db:
+                db.executemany("DELETE FROM objects WHERE sha256 = ?", [(row[0],) for row in unused])
+            for sha256, serializer, _, is_file in unused:  # files go after the rows: never dangling
+                if is_file:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.object_path(sha256, by_name(serializer).suffix).unlink()
+        return len(unused), sum(row[2] for row in unused)
+
     def object_path(self, sha256: str, suffix: str) -> Path:
         """Where the file of a large object lives: ``objects/ab/abcdef....suffix``."""
         return self.objects_dir / sha256[:2] / f"{sha256}{suffix}"
