@@ -98,7 +98,7 @@ class StepReport:
         """The one status line shown after a step."""
         names = ", ".join(self.outputs) or "no outputs"
         if self.action == "ran":
-            kept = "stored" if self.stored else "not cached (--no-cache)"
+            kept = "stored" if self.stored else "not stored: --no-cache"
             return f"✓ {self.step}: ran in {self.seconds:.2f} s → {names} ({kept})"
         if self.action == "cached":
             how = f"restored {', '.join(self.restored)} from the store" if self.restored else "outputs already in memory"
@@ -608,10 +608,14 @@ class Pipeline:
             if _import_path(self.namespace.get(mutation.name)):
                 continue  # np.add(...) or a class method is not a change to data
             whose = f"an output of step {owner[0]!r}" if owner else "a variable from another cell"
+            if mutation.how.startswith("calls .") and "fit" in mutation.how:
+                fix = f"{mutation.name}_fitted = sklearn.base.clone({mutation.name}).fit(...)"
+            else:
+                fix = f"{mutation.name}_new = {mutation.name}.copy()"
             warnings.warn_explicit(
                 f"step {step.name!r} {mutation.how} {mutation.name!r} ({whose}) in place. "
                 f"The cache cannot see that change and re-running {step.name!r} would see its own "
-                f"edit. Bind a new name instead, e.g. {mutation.name}_new = {mutation.name}.copy().",
+                f"edit. Bind a new name instead, e.g. {fix}.",
                 MutationWarning,
                 filename=f"<step {step.name}>",
                 lineno=mutation.lineno,
