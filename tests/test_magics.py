@@ -313,3 +313,9 @@ def test_magics_have_help(nb: Notebook) -> None:
 
     assert "--no-cache" in StepMagics.step.__doc__
     assert "export" in StepMagics.pipeline_magic.__doc__
+
+
+def test_fitting_an_upstream_model_suggests_clone(nb: Notebook) -> None:
+    nb.ok("%%step model\nfrom sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression()")
+    with pytest.warns(MutationWarning, match=r"calls \.fit\(\) on 'model'.*sklearn\.base\.clone\(model\)\.fit"):
+        nb.shell.run_cell("%%step train\nfitted = model.fit([[0], [1]], [0, 1])")
