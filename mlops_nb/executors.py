@@ -13,11 +13,16 @@ from typing import TYPE_CHECKING, Any, cast
 if TYPE_CHECKING:
     from .pipeline import Step
 
-__all__ = ["InProcessExecutor", "run_code", "Recording"]
+__all__ = ["InProcessExecutor", "run_code", "remember_source", "Recording"]
 
 #: The output a step produced, in order, as nbformat-style dicts
 #: (``{"output_type": "stream", "name": "stdout", "text": ...}`` or ``display_data``).
 Recording = list[dict[str, Any]]
+
+
+def remember_source(code: str, filename: str) -> None:
+    """Let tracebacks and warnings quote ``code`` under ``filename`` (e.g. ``<step clean>``)."""
+    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
 
 
 def run_code(code: str, namespace: dict[str, Any], filename: str) -> Any:
@@ -35,7 +40,7 @@ def run_code(code: str, namespace: dict[str, Any], filename: str) -> Any:
     last: ast.Expr | None = None
     if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
         last = cast(ast.Expr, tree.body.pop())
-    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
+    remember_source(code, filename)
     exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 -- running the user's cell is the job
     if last is None:
         return None
@@ -81,8 +86,8 @@ class InProcessExecutor:
         with self.recording(recording):
             value = self.call(step, namespace)
             if value is not None:
-                self.show(value, recording)
-            self.finish(recording)
+                self.show(value)
+            self.finish()
         return recording
 
     @contextlib.contextmanager
@@ -96,7 +101,7 @@ class InProcessExecutor:
         finally:
             sys.stdout, sys.stderr = saved
 
-    def finish(self, recording: Recording) -> None:
+    def finish(self) -> None:
         """Called after the step's code, still recording (front ends flush pending output here)."""
 
     def call(self, step: Step, namespace: dict[str, Any]) -> Any:
@@ -108,7 +113,7 @@ class InProcessExecutor:
         assign_outputs(step, result, namespace)
         return None
 
-    def show(self, value: Any, recording: Recording) -> None:
+    def show(self, value: Any) -> None:
         """Display a cell's last value: in a script, its repr on stdout."""
         print(repr(value))
 

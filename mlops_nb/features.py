@@ -169,7 +169,7 @@ class FeatureStore:
     """
 
     def __init__(self, path: str | Path | Store | None = None) -> None:
-        self.store = path if isinstance(path, Store) else Store(path)
+        self.store = Store.at(path)
         self._verified: set[str] = set()
         self._views: dict[str, _Versioned] = {}  # latest versions, valid for one catalog generation
         self._views_generation: tuple[int, int] | None = None
@@ -384,16 +384,15 @@ class FeatureStore:
             return losers
         fresh = ordered.loc[~beaten]
         paths = [str(self.store.object_path(sha, ".parquet")) for _, sha in current.parts]
-        connection = duckdb.connect()
-        connection.register("fresh", fresh)
-        connection.register("beaten_before", self._losers(view.name, current.version))
         on = " AND ".join(f"f.{_quote(k)} = n.{_quote(k)}" for k in keys)
-        earlier = connection.sql(
-            f"SELECT {', '.join('f.' + _quote(c) for c in columns)} FROM read_parquet({paths!r}) f "
-            f"SEMI JOIN fresh n ON {on} "
-            "ANTI JOIN beaten_before b ON f._part = b._part AND f._row = b._row"
-        ).df()
-        connection.close()
+        with duckdb.connect() as connection:
+            connection.register("fresh", fresh)
+            connection.register("beaten_before", self._losers(view.name, current.version))
+            earlier = connection.sql(
+                f"SELECT {', '.join('f.' + _quote(c) for c in columns)} FROM read_parquet({paths!r}) f "
+                f"SEMI JOIN fresh n ON {on} "
+                "ANTI JOIN beaten_before b ON f._part = b._part AND f._row = b._row"
+            ).df()
         if earlier.empty:
             return losers
         contested = fresh.merge(earlier[keys].drop_duplicates(), on=keys)
@@ -436,10 +435,12 @@ class FeatureStore:
 
     def describe(self, view: str, version: int | None = None) -> pd.DataFrame:
         """Per feature: count, nulls, mean, std, min, max, and the view's event time range."""
+        import pandas as pd
+
         data = self.read(view, version)
-        name = self._current(view, version).view
+        definition = self.get_view(view, version)
         rows = []
-        for feature in name.features:
+        for feature in definition.features:
             column = data[feature]
             numeric = column.dtype.kind in "biuf"
             rows.append(
@@ -452,12 +453,10 @@ class FeatureStore:
                     "std": float(column.std()) if numeric and len(column) > 1 else math.nan,
                     "min": column.min() if len(column) and numeric else None,
                     "max": column.max() if len(column) and numeric else None,
-                    "first_event": data[name.timestamp].min() if len(data) else None,
-                    "last_event": data[name.timestamp].max() if len(data) else None,
+                    "first_event": data[definition.timestamp].min() if len(data) else None,
+                    "last_event": data[definition.timestamp].max() if len(data) else None,
                 }
             )
-        import pandas as pd
-
         return pd.DataFrame(rows).set_index("feature")
 
     def _parts_paths(self, name: str, current: _Versioned) -> list[str]:
@@ -500,9 +499,8 @@ class FeatureStore:
         keys["_entity_us"] = _as_utc_micros(entity_df[time_column], time_column)
         keys["_entity_ts"] = keys["_entity_us"].to_numpy().astype("datetime64[us]")
         keys["_row"] = range(len(keys))
-        connection = duckdb.connect()
-        sources: dict[str, list[str]] = {}
-        joins, selects = [], []
+        tables: dict[str, pd.DataFrame] = {"entities_raw": keys}  # registered with DuckDB below
+        joins, selects, names = [], [], set(entity_df.columns)
         for number, (view_name, (current, wanted)) in enumerate(requested.items()):
             view = current.view
             missing = [c for c in view.entities if c not in entity_df.columns]
@@ -515,12 +513,11 @@ class FeatureStore:
                 keys[f"_k{number}_{entity}"] = entity_df[entity].to_numpy()
             paths = self._parts_paths(view_name, current)
             alias = f"f{number}"
-            sources[view_name] = [f"part {p}" for p, _ in current.parts]
             if paths:
                 losers = self._losers(view_name, current.version)
                 skip = ""
                 if len(losers):
-                    connection.register(f"losers{number}", losers)
+                    tables[f"losers{number}"] = losers
                     skip = f"ANTI JOIN losers{number} l ON f._part = l._part AND f._row = l._row"
                 table = f"(SELECT f.* FROM read_parquet({paths!r}) f {skip})"
             else:
@@ -535,21 +532,22 @@ class FeatureStore:
             joins.append(f"ASOF LEFT JOIN {table} {alias} ON {on} AND e._entity_ts >= {alias}._event_ts")
             for feature in wanted:
                 value = f"{alias}.{_quote(feature)}"
-                if view.ttl is not None:
-                    ttl_us = int(view.ttl / pd.Timedelta(microseconds=1))
-                    value = f"CASE WHEN epoch_us({alias}._event_ts) >= e._entity_us - {ttl_us} THEN {value} END"
+                if current.ttl_us is not None:
+                    oldest = f"e._entity_us - {current.ttl_us}"
+                    value = f"CASE WHEN epoch_us({alias}._event_ts) >= {oldest} THEN {value} END"
                 out_name = f"{view_name}__{feature}" if full_feature_names else feature
-                if out_name in result.columns:
+                if out_name in names:
                     raise FeatureValidationError(
                         f"Feature {feature!r} would overwrite the column {out_name!r}; pass "
                         f"full_feature_names=True to name it {view_name}__{feature}."
                     )
                 selects.append(f"{value} AS {_quote(out_name)}")
-                result[out_name] = None
-        connection.register("entities_raw", keys)
+                names.add(out_name)
         sql = f"SELECT e._row, {', '.join(selects)} FROM entities_raw e {' '.join(joins)}"
-        joined = connection.sql(sql).df()
-        connection.close()
+        with duckdb.connect() as connection:
+            for name, table_frame in tables.items():
+                connection.register(name, table_frame)
+            joined = connection.sql(sql).df()
         rows = joined["_row"].to_numpy()
         for column in joined.columns[1:]:  # back to entity_df's row order, without a SQL sort
             values = joined[column].to_numpy()

@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,13 @@ class NotebookExecutor(InProcessExecutor):
         finally:
             del publisher.publish  # back to the class's own method
 
-    def show(self, value: Any, recording: Recording) -> None:
+    def show(self, value: Any) -> None:
         formatter = self.shell.display_formatter
         data, metadata = formatter.format(value) if formatter is not None else ({}, {})
         if data:
             self.shell.display_pub.publish(data, metadata=metadata)
 
-    def finish(self, recording: Recording) -> None:
+    def finish(self) -> None:
         # The inline backend shows figures after the cell; show them now so they are recorded.
         backend = sys.modules.get("matplotlib_inline.backend_inline")
         pyplot = sys.modules.get("matplotlib.pyplot")
@@ -205,7 +206,7 @@ class StepMagics(Magics):
         __tracebackhide__ = True  # noqa: F841
         import pandas as pd
 
-        from .features import FeatureStore, FeatureView
+        from .features import FeatureStore, FeatureView, UnknownViewError
 
         args = parse_argstring(self.features, line)
         value = run_code(self.kernel.transform_cell(cell), self.kernel.user_ns, f"<features {args.view}>")
@@ -216,29 +217,24 @@ class StepMagics(Magics):
             )
         with _usage_errors():
             store = FeatureStore(self.pipeline.store)
-            exists = store._current(args.view, missing_ok=True) is not None
+            try:
+                base: FeatureView | None = store.get_view(args.view)
+            except UnknownViewError:
+                base = None
             options: dict[str, Any] = {
                 key: _unquote(getattr(args, key))
                 for key in ("timestamp", "created", "ttl", "description")
                 if getattr(args, key) is not None
             }
-            if args.entities or options or not exists:
-                if not exists and not args.entities:
-                    raise UsageError(
-                        f"Feature view {args.view!r} is new: say which columns are its keys, e.g. "
-                        f"%%features {args.view} --entities driver_id --timestamp event_ts"
-                    )
-                base = store.get_view(args.view) if exists else None
-                view = FeatureView(
-                    args.view,
-                    entities=_names(args.entities) if args.entities else base.entities,  # type: ignore[union-attr]
-                    timestamp=options.get("timestamp", base.timestamp if base else "event_ts"),
-                    created=options.get("created", base.created if base else None),
-                    ttl=options.get("ttl", base.ttl if base else None),
-                    schema=base.schema if base else None,
-                    description=options.get("description", base.description if base else ""),
+            if args.entities:
+                options["entities"] = _names(args.entities)
+            if base is None and "entities" not in options:
+                raise UsageError(
+                    f"Feature view {args.view!r} is new: say which columns are its keys, e.g. "
+                    f"%%features {args.view} --entities driver_id --timestamp event_ts"
                 )
-                store.apply(view)
+            if base is None or options:  # options given for an existing view re-apply it
+                store.apply(replace(base, **options) if base else FeatureView(args.view, **options))
             print(store.ingest(args.view, value))
 
     # -- %%transform ---------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import graphlib
 import importlib
 import inspect
 import json
-import linecache
 import sys
 import textwrap
 import time
@@ -33,7 +32,7 @@ from .errors import (
     did_you_mean,
     validate_name,
 )
-from .executors import InProcessExecutor, Recording
+from .executors import InProcessExecutor, Recording, remember_source
 from .hashing import content_hash
 from .store import Store
 
@@ -233,8 +232,8 @@ class Pipeline:
             files=tuple(files), no_cache=no_cache, imports=imports,
         )  # fmt: skip
         # Warnings quote the line they are about: let them see this version of the code.
-        linecache.cache[f"<step {name}>"] = (len(code), None, code.splitlines(keepends=True), name)
-        self._warn_about_mutations(step, info.mutations, set(info.defines))
+        remember_source(code, f"<step {name}>")
+        self._warn_about_mutations(step, info.mutations)
         return self.add(step)
 
     def step(
@@ -600,7 +599,7 @@ class Pipeline:
         """Alias of :meth:`remove`, matching ``%pipeline clear``."""
         self.remove(name)
 
-    def _warn_about_mutations(self, step: Step, mutations: Iterable[Any], defined: set[str]) -> None:
+    def _warn_about_mutations(self, step: Step, mutations: Iterable[Any]) -> None:
         for mutation in mutations:
             owner = self._producers_of(mutation.name, step.name)
             if not owner and mutation.name not in self.namespace:

@@ -70,7 +70,7 @@ class TransformRegistry:
     """
 
     def __init__(self, path: str | Path | Store | None = None) -> None:
-        self.store = path if isinstance(path, Store) else Store(path)
+        self.store = Store.at(path)
 
     def __repr__(self) -> str:
         return f"TransformRegistry({str(self.store.root)!r})"

@@ -90,6 +90,11 @@ class Store:
         self._lock = threading.RLock()
         self._remove_abandoned_writes()
 
+    @classmethod
+    def at(cls, path: str | os.PathLike[str] | Store | None) -> Store:
+        """``path`` itself if it is already a Store, else the Store in that folder."""
+        return path if isinstance(path, Store) else cls(path)
+
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
@@ -227,7 +232,7 @@ class Store:
         problems = []
         for (sha256,) in self.query("SELECT sha256 FROM objects ORDER BY sha256"):
             try:
-                self._open_checked(sha256, f"object {sha256[:12]}").close()
+                self._open_checked(sha256, f"object {sha256[:12]}")[0].close()
             except CorruptObjectError as error:
                 problems.append(str(error))
         return problems
@@ -265,7 +270,7 @@ class Store:
         """
         rows = self.query("SELECT serializer, xxh3 FROM objects WHERE sha256 = ? AND inline IS NULL", (sha256,))
         if not (fast and rows and rows[0][1]):
-            self._open_checked(sha256, label).close()
+            self._open_checked(sha256, label)[0].close()
             return
         path = self.object_path(sha256, by_name(rows[0][0]).suffix)
         try:
@@ -286,23 +291,21 @@ class Store:
 
     def get(self, sha256: str, *, label: str = "value") -> Any:
         """Load a stored object, after checking its bytes against their sha256."""
-        serializer, trusted = self._describe(sha256, label)
-        with self._open_checked(sha256, label) as file:
+        file, serializer, trusted = self._open_checked(sha256, label)
+        with file:
             return serializer.load(file, trusted)
 
-    def _describe(self, sha256: str, label: str) -> tuple[Any, list[str]]:
-        rows = self.query("SELECT serializer, trusted FROM objects WHERE sha256 = ?", (sha256,))
+    def _open_checked(self, sha256: str, label: str) -> tuple[IO[bytes], Any, list[str]]:
+        """The object's bytes as an open file at position 0 (after the checksum passed), the
+        serializer that wrote it, and the types its loader must accept."""
+        rows = self.query("SELECT serializer, inline, trusted FROM objects WHERE sha256 = ?", (sha256,))
         if not rows:
             raise CorruptObjectError(
                 f"The store at {str(self.root)!r} has no object {sha256[:12]}... for {label}: "
                 f"its catalog and files are out of step. Re-run the step that produces it."
             )
-        return by_name(rows[0][0]), json.loads(rows[0][1])
-
-    def _open_checked(self, sha256: str, label: str) -> IO[bytes]:
-        """The object's bytes as an open file, positioned at 0, after the checksum passed."""
-        serializer, _ = self._describe(sha256, label)
-        inline = self.query("SELECT inline FROM objects WHERE sha256 = ?", (sha256,))[0][0]
+        name, inline, trusted = rows[0]
+        serializer = by_name(name)
         if inline is not None:
             file: IO[bytes] = io.BytesIO(bytes(inline))
             where = f"The catalog row of object {sha256[:12]}..."
@@ -327,7 +330,7 @@ class Store:
                 f"step that produces it (with --force), or save or ingest it again."
             )
         file.seek(0)
-        return file
+        return file, serializer, json.loads(trusted)
 
 
 def _fsync_directory(path: Path) -> None:

@@ -198,8 +198,7 @@ SERIALIZERS: tuple[Serializer, ...] = (
 
 def serializer_for(value: Any) -> list[Serializer]:
     """The serializers to try for ``value``, best first; pickle is always the last resort."""
-    chosen = [s for s in SERIALIZERS if s.accepts(value)]
-    return chosen
+    return [s for s in SERIALIZERS if s.accepts(value)]
 
 
 def by_name(name: str) -> Serializer:
