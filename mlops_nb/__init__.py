@@ -22,6 +22,7 @@ from .errors import (
     UnknownStepError,
     UnstorableValueError,
 )
+from .executors import DaskExecutor
 from .features import FeatureStore, FeatureValidationError, FeatureView, UnknownViewError
 from .pipeline import Pipeline, Step, StepReport
 from .transforms import (
@@ -42,6 +43,7 @@ __all__ = [
     "AmbiguousProducerError",
     "CorruptObjectError",
     "CycleError",
+    "DaskExecutor",
     "FeatureStore",
     "FeatureValidationError",
     "FeatureView",

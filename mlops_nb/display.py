@@ -9,12 +9,16 @@ from .pipeline import Pipeline
 
 __all__ = ["DagView", "STATE_COLOURS"]
 
-#: Fill and stroke per step state, shared by the Mermaid and SVG views.
+#: Fill and stroke per step state, shared by the Mermaid, SVG and live views. The last three
+#: are what a live view shows during and after a run.
 STATE_COLOURS = {
     "up to date": ("#d1fae5", "#047857"),
     "stale": ("#fef3c7", "#b45309"),
     "never run": ("#e5e7eb", "#4b5563"),
     "failed": ("#fee2e2", "#b91c1c"),
+    "running": ("#dbeafe", "#1d4ed8"),
+    "ran": ("#bbf7d0", "#15803d"),
+    "cached": ("#ccfbf1", "#0f766e"),
 }
 
 
@@ -41,6 +45,8 @@ class DagView:
         states = pipeline.states()
         self.state = {name: states[name]["state"] for name in self.steps}
         self.outputs = {name: pipeline.steps[name].outputs for name in self.steps}
+        #: Seconds per step, shown under its state when known (live views fill it in).
+        self.seconds: dict[str, float] = {}
         self.edges: list[tuple[str, str, list[str]]] = []
         for name in self.steps:
             step = pipeline.steps[name]
@@ -129,14 +135,17 @@ class DagView:
             )
         for name in self.steps:
             x, y = position[name]
-            fill, stroke = STATE_COLOURS[self.state[name]]
+            state = self.state[name]
+            fill, stroke = STATE_COLOURS[state]
+            caption = f"{state} · {self.seconds[name]:.2f} s" if name in self.seconds else state
             parts.append(
+                f'<g data-step="{escape(name)}" data-state="{escape(state)}">'
                 f'<rect x="{x:.0f}" y="{y:.0f}" width="{box_w}" height="{box_h}" rx="8" '
                 f'fill="{fill}" stroke="{stroke}" stroke-width="1.5"/>'
                 f'<text x="{x + box_w / 2:.0f}" y="{y + 19:.0f}" text-anchor="middle" '
                 f'font-weight="bold">{escape(name)}</text>'
                 f'<text x="{x + box_w / 2:.0f}" y="{y + 35:.0f}" text-anchor="middle" '
-                f'fill="{stroke}">{escape(self.state[name])}</text>'
+                f'fill="{stroke}">{escape(caption)}</text></g>'
             )
         parts.append("</svg>")
         return "".join(parts)

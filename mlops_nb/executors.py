@@ -7,13 +7,18 @@ import contextlib
 import io
 import linecache
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
-    from .pipeline import Step
+    from .pipeline import Pipeline, Step, StepReport
+    from .store import Store
 
-__all__ = ["InProcessExecutor", "run_code", "remember_source", "Recording"]
+__all__ = [
+    "InProcessExecutor", "DaskExecutor", "resolve_executor", "run_code", "remember_source",
+    "Recording",
+]  # fmt: skip
 
 #: The output a step produced, in order, as nbformat-style dicts
 #: (``{"output_type": "stream", "name": "stdout", "text": ...}`` or ``display_data``).
@@ -79,6 +84,12 @@ class InProcessExecutor:
     Other front ends subclass it: the notebook executor also records rich display output.
     """
 
+    def run_steps(self, pipeline: Pipeline, names: list[str], *, force: bool = False) -> None:
+        """Bring ``names`` (in dependency order) up to date, one after the other."""
+        __tracebackhide__ = True  # noqa: F841
+        for name in names:
+            pipeline.run_step(name, force=force)
+
     def execute(self, step: Step, namespace: dict[str, Any]) -> Recording:
         """Run ``step``; its outputs land in ``namespace``. Returns what it printed and displayed."""
         __tracebackhide__ = True  # noqa: F841
@@ -138,3 +149,174 @@ def assign_outputs(step: Step, result: Any, namespace: dict[str, Any]) -> None:
         )
     namespace.update(zip(step.outputs, result))
 
+
+
+def resolve_executor(spec: InProcessExecutor | DaskExecutor | str) -> InProcessExecutor | DaskExecutor:
+    """An executor from its name: ``"dask"`` (a new local cluster) or ``"dask://HOST:PORT"``.
+
+    >>> resolve_executor("dask://10.0.0.5:8786").address
+    'tcp://10.0.0.5:8786'
+    """
+    if not isinstance(spec, str):
+        return spec
+    if spec == "dask":
+        return DaskExecutor()
+    if spec.startswith("dask://") and len(spec) > len("dask://"):
+        return DaskExecutor("tcp://" + spec[len("dask://"):])
+    from .errors import MlopsNbError
+
+    raise MlopsNbError(
+        f"Unknown executor {spec!r}. Use 'dask' for a local Dask cluster, or "
+        f"'dask://HOST:PORT' for a running Dask scheduler."
+    )
+
+
+class DaskExecutor:
+    """Runs each step as a Dask task whose inputs are its upstream tasks' outputs.
+
+    Independent steps run in parallel on the cluster's workers. Each worker checks the cache and
+    stores what it computes in the same store, so the store must be on a disk every worker can
+    reach (always true for the default local cluster). Outputs come back into the pipeline's
+    namespace and what a step printed is shown again, in the order steps finish.
+
+    Parameters
+    ----------
+    address : str, optional
+        A running scheduler, e.g. ``"tcp://10.0.0.5:8786"``. Default: start a ``LocalCluster``
+        of worker processes on first use, kept until :meth:`close`.
+    n_workers : int
+        Workers of the local cluster (one thread each: steps are not assumed thread-safe).
+    """
+
+    def __init__(self, address: str | None = None, n_workers: int = 2) -> None:
+        self.address = address
+        self.n_workers = n_workers
+        self._client: Any = None
+        self._cluster: Any = None
+
+    def __repr__(self) -> str:
+        where = self.address or f"a local cluster of {self.n_workers} workers"
+        return f"DaskExecutor({where})"
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client``, connected (and the local cluster started) on first use."""
+        if self._client is None:
+            import logging
+
+            from distributed import Client, LocalCluster
+
+            from .errors import MlopsNbError
+
+            if self.address is None:
+                self._cluster = LocalCluster(
+                    # Workers log a step's failure; the client raises it with its traceback.
+                    n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                    dashboard_address=None, silence_logs=logging.CRITICAL,
+                )  # fmt: skip
+                self._client = Client(self._cluster)
+            else:
+                try:
+                    self._client = Client(self.address, timeout="10s")
+                except OSError as error:
+                    raise MlopsNbError(
+                        f"Cannot reach the Dask scheduler at {self.address!r} ({error}). Start it "
+                        f"with `dask scheduler`, or use executor 'dask' for a local cluster."
+                    ) from error
+        return self._client
+
+    def close(self) -> None:
+        """Disconnect, and stop the local cluster if this executor started one."""
+        if self._client is not None:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+        self._client = self._cluster = None
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_steps(self, pipeline: Pipeline, names: list[str], *, force: bool = False) -> None:
+        """Submit one task per step, then collect them as they finish (see the class docstring)."""
+        from distributed import as_completed
+
+        futures: dict[str, Any] = {}
+        waiting_on: dict[str, set[str]] = {}
+        for name in names:
+            step = pipeline.steps[name]
+            upstream: dict[str, Any] = {}
+            given: dict[str, Any] = {}
+            for read in step.reads:
+                producer = next((p for p in pipeline.upstream(name) if read in pipeline.steps[p].outputs), None)
+                if producer in futures:
+                    upstream[read] = futures[producer]
+                elif read in pipeline.namespace:
+                    given[read] = pipeline.namespace[read]  # e.g. a parameter from a plain cell
+            for alias in step.imports:
+                given.pop(alias, None)  # modules are imported again on the worker
+            futures[name] = self.client.submit(
+                _run_on_worker, pipeline.name, pipeline.store, step, given, upstream, force,
+                key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
+            )  # fmt: skip
+            waiting_on[name] = {up for up in pipeline.upstream(name) if up in futures}
+        names_of = {future.key: name for name, future in futures.items()}
+        for name, ups in waiting_on.items():
+            if not ups:
+                pipeline.notify("step_started", name)
+        try:
+            for future in as_completed(list(futures.values())):
+                name = names_of[future.key]
+                if future.status != "finished":
+                    self._fail(pipeline, name, future)
+                report, outputs = future.result()
+                pipeline.namespace.update(outputs)
+                if report.action == "ran":
+                    pipeline.executor.replay(report.recording)
+                pipeline.notify("step_finished", report)
+                for other, ups in waiting_on.items():
+                    if name in ups:
+                        ups.discard(name)
+                        if not ups:
+                            pipeline.notify("step_started", other)
+        finally:
+            for future in futures.values():
+                future.cancel()
+
+    @staticmethod
+    def _fail(pipeline: Pipeline, name: str, future: Any) -> None:
+        """Report the failing step and raise its own exception, with the worker's traceback."""
+        __tracebackhide__ = True  # noqa: F841
+        from .pipeline import StepReport
+
+        error = future.exception()
+        failed = getattr(error, "mlops_nb_step", name)  # the step where it started, not a dependent
+        pipeline.notify("step_finished", StepReport(failed, "failed", 0.0))
+        raise error.with_traceback(future.traceback())
+
+
+def _run_on_worker(
+    pipeline_name: str, store: Store, step: Step, given: dict[str, Any],
+    upstream: dict[str, tuple[StepReport, dict[str, Any]]], force: bool,
+) -> tuple[StepReport, dict[str, Any]]:  # fmt: skip
+    """Runs on a Dask worker: one step, with the cache, in a namespace made of its inputs."""
+    __tracebackhide__ = True  # noqa: F841
+    from .pipeline import Pipeline
+
+    namespace = dict(given)
+    for read, (_, outputs) in upstream.items():
+        if read in outputs:
+            namespace[read] = outputs[read]
+    pipeline = Pipeline(pipeline_name, store, namespace)
+    pipeline.steps[step.name] = step  # the definition sent, with its function if it has one
+    # Recorded output is shown by the client; the worker's own console would only repeat it.
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            report = pipeline.run_step(step.name, force=force)
+    except BaseException as error:
+        error.mlops_nb_step = step.name  # type: ignore[attr-defined]
+        raise
+    return report, {n: namespace[n] for n in step.outputs if n in namespace}

@@ -18,7 +18,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .errors import MlopsNbError
-from .executors import InProcessExecutor, Recording, run_code
+from .executors import DaskExecutor, InProcessExecutor, Recording, resolve_executor, run_code
+from .observers import StatusLines
 from .pipeline import Pipeline, StepReport
 from .store import Store
 
@@ -97,6 +98,8 @@ class StepMagics(Magics):
         super().__init__(shell)
         self.kernel = shell  # typed, never None (Magics.shell may be)
         self._pipeline: Pipeline | None = None
+        # A Dask cluster takes seconds to start: keep one per --executor value for the session.
+        self._executors: dict[str, InProcessExecutor | DaskExecutor] = {}
 
     @property
     def pipeline(self) -> Pipeline:
@@ -156,6 +159,11 @@ class StepMagics(Magics):
     )
     @argument("target", nargs="?", help="A step name (run, clear), pipeline name (use) or path (export).")
     @argument("--force", action="store_true", help="With run: execute even up-to-date steps.")
+    @argument(
+        "--executor", metavar="dask|dask://HOST:PORT",
+        help="With run: run steps as Dask tasks, independent ones in parallel, on a local cluster "
+        "(dask) or a running scheduler (dask://HOST:PORT).",
+    )  # fmt: skip
     @line_magic("pipeline")  # type: ignore[arg-type]
     def pipeline_magic(self, line: str) -> Any:
         """Run, inspect, clear, switch or export the notebook's pipeline."""
@@ -163,10 +171,10 @@ class StepMagics(Magics):
         args = parse_argstring(self.pipeline_magic, line)
         with _usage_errors():
             if args.action == "run":
-                for name in self.pipeline.order(args.target):
-                    report = self.pipeline.run_step(name, force=args.force)
-                    print(report.summary(f"%pipeline run {name} --force"))
+                self._run(args.target, force=args.force, executor=_unquote(args.executor))
                 return None
+            if args.executor:
+                raise UsageError(f"--executor only applies to %pipeline run, not {args.action}.")
             if args.action == "status":
                 return self.pipeline.status()
             if args.action == "clear":
@@ -187,6 +195,21 @@ class StepMagics(Magics):
             path = export_pipeline(self.pipeline, args.target)
             print(f"Wrote {path} ({len(self.pipeline.steps)} steps). Run it with: python {path}")
             return None
+
+    def _run(self, target: str | None, *, force: bool, executor: str | None) -> None:
+        """``%pipeline run``: a progress bar, and one status line per step as it finishes."""
+        __tracebackhide__ = True  # noqa: F841
+        if executor is not None and executor not in self._executors:
+            self._executors[executor] = resolve_executor(executor)
+        lines = StatusLines(lambda name: f"%pipeline run {name} --force")
+        self.pipeline.observers.append(lines)
+        try:
+            self.pipeline.run(
+                target, force=force, progress=True,
+                executor=self._executors[executor] if executor is not None else None,
+            )  # fmt: skip
+        finally:
+            self.pipeline.observers.remove(lines)
 
     # -- %%features ----------------------------------------------------------------------------
     @magic_arguments()
@@ -274,14 +297,35 @@ class StepMagics(Magics):
     # -- %dag ---------------------------------------------------------------------------------
     @magic_arguments()
     @argument("--direction", default="LR", choices=["LR", "TB"], help="Left-right or top-bottom.")
+    @argument("--live", action="store_true", help="A widget that updates while the pipeline runs.")
     @line_magic
     def dag(self, line: str) -> Any:
-        """Show the pipeline's DAG, each step coloured by its state."""
+        """Show the pipeline's DAG, each step coloured by its state.
+
+        With --live, a widget that recolours each step as ``%pipeline run`` or a ``%%step`` cell
+        runs it, with a progress bar and per-step times; pick a step to see its code and status.
+        """
         args = parse_argstring(self.dag, line)
         from .display import DagView
 
         with _usage_errors():
+            if args.live:
+                try:
+                    from .widgets.live_dag import LiveDag
+                except ImportError:
+                    print("ipywidgets is not installed: showing the static DAG.", file=sys.stderr)
+                else:
+                    return LiveDag(self.pipeline, direction=args.direction)
             return DagView(self.pipeline, direction=args.direction)
+
+    @line_magic
+    def browse(self, line: str) -> Any:
+        """Browse the store: pipelines and steps, feature views, transforms (a widget)."""
+        if line.strip():
+            raise UsageError(f"%browse takes no arguments, got {line.strip()!r}.")
+        from .widgets.store_browser import StoreBrowser
+
+        return StoreBrowser(self.pipeline.store)
 
 
 @contextlib.contextmanager

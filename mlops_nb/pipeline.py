@@ -34,10 +34,13 @@ from .errors import (
 )
 from .executors import InProcessExecutor, Recording, remember_source
 from .hashing import content_hash
+from .observers import ProgressBar, RunObserver
 from .store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .executors import DaskExecutor
 
 __all__ = ["Step", "StepReport", "Pipeline", "STATES"]
 
@@ -92,6 +95,8 @@ class StepReport:
     outputs: tuple[str, ...] = ()
     restored: tuple[str, ...] = ()
     stored: bool = True
+    #: What the step printed and displayed (when it ran, or when the cached run did).
+    recording: Recording = field(default_factory=list, repr=False)
 
     def summary(self, force_hint: str) -> str:
         """The one status line shown after a step."""
@@ -149,6 +154,8 @@ class Pipeline:
         self.store = store if store is not None else Store()
         self.namespace: dict[str, Any] = namespace if namespace is not None else {}
         self.executor = executor or InProcessExecutor()
+        #: Told about every step that runs or is restored: progress bars, live DAG views...
+        self.observers: list[RunObserver] = []
         #: Names the front end owns (IPython's In, Out, exit...): never treated as step inputs.
         self.hidden_names: set[str] = set()
         self._indexed: dict[str, Step] | None = None
@@ -375,16 +382,50 @@ class Pipeline:
         return self._fingerprint(step, self._input_hashes(step))
 
     # -- running -----------------------------------------------------------------------------------
-    def run(self, target: str | None = None, *, force: bool = False) -> dict[str, Any]:
+    def run(
+        self,
+        target: str | None = None,
+        *,
+        force: bool = False,
+        executor: InProcessExecutor | DaskExecutor | str | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
         """Bring every step (or ``target`` and what it needs) up to date, in dependency order.
 
         Up-to-date steps are not executed: their outputs come from the store. Returns the outputs.
+
+        Parameters
+        ----------
+        target : str, optional
+            Run only this step and the steps it needs.
+        force : bool
+            Execute even up-to-date steps.
+        executor : optional
+            How the steps run: this pipeline's own executor (default, one after the other in this
+            process), a :class:`~mlops_nb.executors.DaskExecutor`, or ``"dask"`` /
+            ``"dask://HOST:PORT"`` (see :func:`~mlops_nb.executors.resolve_executor`).
+        progress : bool
+            Show a progress bar while the run lasts.
         """
-        results: dict[str, Any] = {}
-        for name in self.order(target):
-            self.run_step(name, force=force)
-            results.update((n, self.namespace[n]) for n in self.steps[name].outputs if n in self.namespace)
-        return results
+        from .executors import resolve_executor
+
+        names = self.order(target)
+        runner = resolve_executor(executor) if executor is not None else self.executor
+        added = [ProgressBar(self.name)] if progress else []
+        self.observers.extend(added)
+        try:
+            self.notify("run_started", names)
+            runner.run_steps(self, names, force=force)
+        finally:
+            self.notify("run_finished")
+            for observer in added:
+                self.observers.remove(observer)
+        return {n: self.namespace[n] for name in names for n in self.steps[name].outputs if n in self.namespace}
+
+    def notify(self, event: str, *args: Any) -> None:
+        """Tell every observer about ``event`` (a :class:`~mlops_nb.observers.RunObserver` method)."""
+        for observer in list(self.observers):
+            getattr(observer, event)(*args)
 
     def run_step(self, name: str, *, force: bool = False, replay: bool = False) -> StepReport:
         """Run one step, or restore it from the store when its fingerprint is unchanged.
@@ -399,6 +440,7 @@ class Pipeline:
         if not force and not step.no_cache:
             report = self._restore(step, fingerprint, input_hashes, replay)
             if report is not None:
+                self.notify("step_finished", report)
                 return report
         if step.func is None and not step.code.strip():
             raise MlopsNbError(f"Step {name!r} has no code to run.")
@@ -407,16 +449,20 @@ class Pipeline:
                 f"Step {name!r} must run, but it is a Python function from another session whose "
                 f"code is not loaded here. Run the code that defines it (the @step decorator) again."
             )
+        self.notify("step_started", name)
         started = time.perf_counter()
         try:
             with lineage.collecting() as used:
                 recording = self.executor.execute(step, self.namespace)
             seconds = time.perf_counter() - started
-            return self._store_run(step, fingerprint, input_hashes, recording, seconds, used)
+            report = self._store_run(step, fingerprint, input_hashes, recording, seconds, used)
         except BaseException as error:
             seconds = time.perf_counter() - started
             self._record_run(step, "failed", None, input_hashes, {}, seconds, repr(error))
+            self.notify("step_finished", StepReport(name, "failed", seconds))
             raise
+        self.notify("step_finished", report)
+        return report
 
     def _store_run(
         self, step: Step, fingerprint: str, input_hashes: dict[str, str], recording: Recording,
@@ -427,7 +473,7 @@ class Pipeline:
         if step.no_cache:
             hashes = {n: content_hash(self.namespace[n]) for n in outputs}
             self._record_run(step, "ran", fingerprint, input_hashes, hashes, seconds, None)
-            return StepReport(step.name, "ran", seconds, outputs, stored=False)
+            return StepReport(step.name, "ran", seconds, outputs, stored=False, recording=recording)
         refs = {
             n: self.store.put(self.namespace[n], label=f"output {n!r} of step {step.name!r}")
             for n in outputs
@@ -446,7 +492,7 @@ class Pipeline:
                 step, "ran", fingerprint, input_hashes,
                 {n: r.value_hash for n, r in refs.items()}, seconds, None, db,
             )  # fmt: skip
-        return StepReport(step.name, "ran", seconds, outputs)
+        return StepReport(step.name, "ran", seconds, outputs, recording=recording)
 
     def _provide_inputs(self, step: Step) -> None:
         """Import modules the step used, and bring missing upstream outputs up to date first."""
@@ -503,7 +549,7 @@ class Pipeline:
             self.executor.replay(recording)
         hashes = {n: pair[1] for n, pair in stored.items()}
         self._record_run(step, "cached", fingerprint, input_hashes, hashes, seconds, None)
-        return StepReport(step.name, "cached", seconds, tuple(stored), tuple(restored))
+        return StepReport(step.name, "cached", seconds, tuple(stored), tuple(restored), recording=recording)
 
     def _record_run(
         self, step: Step, action: str, fingerprint: str | None, inputs: dict[str, str],

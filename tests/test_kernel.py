@@ -71,7 +71,10 @@ def test_rich_output_is_replayed_and_a_restart_restores_without_running(tmp_path
         status, outputs = execute(client, "%pipeline run")
         assert status == "ok"
         assert text_of(outputs).count("up to date, cached") == 3
-        assert not [o for o in outputs if o["type"] != "stream"]  # status lines only, no replays
+        displays = [o["data"] for o in outputs if o["type"] != "stream"]
+        # No replayed output, only the progress bar: a widget with a plain-text twin.
+        assert len(displays) == 1 and "application/vnd.jupyter.widget-view+json" in displays[0]
+        assert displays[0]["text/plain"].startswith("lesson: 0/3 steps")
         status, outputs = execute(client, "print(report, raw.shape, slope)")
         assert text_of(outputs).strip() == "slope=7.0 (6, 2) 7.0"
         status, outputs = execute(client, "%pipeline status")
