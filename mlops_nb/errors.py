@@ -17,6 +17,8 @@ __all__ = [
     "UnhashableValueError",
     "UnstorableValueError",
     "CorruptObjectError",
+    "DiskFullError",
+    "ValueTooLargeError",
     "StoreVersionError",
     "MutationWarning",
     "did_you_mean",
@@ -69,6 +71,14 @@ class UnstorableValueError(MlopsNbError, TypeError):
 
 class CorruptObjectError(MlopsNbError, OSError):
     """A store file whose bytes no longer match their checksum."""
+
+
+class DiskFullError(MlopsNbError, OSError):
+    """The disk holding the store is full; the write was abandoned and the store is unchanged."""
+
+
+class ValueTooLargeError(MlopsNbError, MemoryError):
+    """A value too large to serialize in the memory available; nothing was stored."""
 
 
 class StoreVersionError(MlopsNbError, RuntimeError):

@@ -90,6 +90,9 @@ class InProcessExecutor:
         for name in names:
             pipeline.run_step(name, force=force)
 
+    def close(self) -> None:
+        """Release what the executor holds: nothing, in this process."""
+
     def execute(self, step: Step, namespace: dict[str, Any]) -> Recording:
         """Run ``step``; its outputs land in ``namespace``. Returns what it printed and displayed."""
         __tracebackhide__ = True  # noqa: F841
@@ -212,12 +215,12 @@ class DaskExecutor:
                 self._cluster = LocalCluster(
                     # Workers log a step's failure; the client raises it with its traceback.
                     n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=None, silence_logs=logging.CRITICAL,
+                    dashboard_address=":0", silence_logs=logging.CRITICAL,
                 )  # fmt: skip
                 self._client = Client(self._cluster)
             else:
                 try:
-                    self._client = Client(self.address, timeout="10s")
+                    self._client = Client(self.address, timeout="5s")
                 except OSError as error:
                     raise MlopsNbError(
                         f"Cannot reach the Dask scheduler at {self.address!r} ({error}). Start it "

@@ -130,14 +130,7 @@ class StepMagics(Magics):
         and inputs are unchanged is not executed again, even after a kernel restart.
         """
         __tracebackhide__ = True  # noqa: F841
-        args = parse_argstring(self.step, line)
-        code = self.kernel.transform_cell(cell)
-        with _usage_errors():
-            self.pipeline.define_cell(
-                args.name, cell, code=code, needs=_names(args.needs),
-                outputs=None if args.outputs is None else _names(args.outputs),
-                files=_names(args.files), no_cache=args.no_cache,
-            )  # fmt: skip
+        args = self.define(line, cell)
         started = time.perf_counter()
         try:
             report = self.pipeline.run_step(args.name, force=args.force, replay=True)
@@ -148,6 +141,18 @@ class StepMagics(Magics):
             print(failed.summary(""), file=sys.stderr)
             raise
         print(report.summary(f"%%step {args.name} --force"))
+
+    def define(self, line: str, cell: str) -> Any:
+        """Add the ``%%step`` cell to the pipeline without running it; returns its parsed options."""
+        args = parse_argstring(self.step, line)
+        code = self.kernel.transform_cell(cell)
+        with _usage_errors():
+            self.pipeline.define_cell(
+                args.name, cell, code=code, needs=_names(args.needs),
+                outputs=None if args.outputs is None else _names(args.outputs),
+                files=_names(args.files), no_cache=args.no_cache,
+            )  # fmt: skip
+        return args
 
     # -- %pipeline ------------------------------------------------------------------------------
     @magic_arguments(name="pipeline")

@@ -403,7 +403,8 @@ class Pipeline:
         executor : optional
             How the steps run: this pipeline's own executor (default, one after the other in this
             process), a :class:`~mlops_nb.executors.DaskExecutor`, or ``"dask"`` /
-            ``"dask://HOST:PORT"`` (see :func:`~mlops_nb.executors.resolve_executor`).
+            ``"dask://HOST:PORT"`` (see :func:`~mlops_nb.executors.resolve_executor`). A cluster
+            started from a string is stopped after the run; pass a ``DaskExecutor`` to reuse one.
         progress : bool
             Show a progress bar while the run lasts.
         """
@@ -420,6 +421,8 @@ class Pipeline:
             self.notify("run_finished")
             for observer in added:
                 self.observers.remove(observer)
+            if isinstance(executor, str):
+                runner.close()  # a cluster started for this run only
         return {n: self.namespace[n] for name in names for n in self.steps[name].outputs if n in self.namespace}
 
     def notify(self, event: str, *args: Any) -> None:

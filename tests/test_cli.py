@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import nbformat
 import pytest
 
 from mlops_nb import Pipeline, Store
@@ -29,9 +32,9 @@ def test_list_status_run_and_export(home: Path, tmp_path: Path, capsys: pytest.C
     status = capsys.readouterr().out
     assert "load" in status and "up to date" in status
     assert main(["--home", str(home), "run", "sales"]) == 0
-    assert capsys.readouterr().out.count("up to date, cached") == 2
+    assert "0 ran, 2 cached, 0 failed in" in capsys.readouterr().out
     target = tmp_path / "sales.py"
-    assert main(["--home", str(home), "export", "sales", str(target)]) == 0
+    assert main(["--home", str(home), "export", "sales", "-o", str(target)]) == 0
     run = subprocess.run([sys.executable, str(target)], capture_output=True, text=True, check=True)
     assert run.stdout == "total 120\n"
 
@@ -73,7 +76,7 @@ def test_store_ls_verify_and_gc(home: Path, capsys: pytest.CaptureFixture[str]) 
     assert main(["--home", str(home), "store", "gc"]) == 0
     assert store.find(orphan.value_hash) is None
     assert main(["--home", str(home), "run", "sales"]) == 0  # everything referenced survived
-    assert capsys.readouterr().out.count("up to date, cached") == 2
+    assert "0 ran, 2 cached, 0 failed" in capsys.readouterr().out
 
 
 def test_store_verify_reports_a_damaged_object(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,3 +87,141 @@ def test_store_verify_reports_a_damaged_object(home: Path, capsys: pytest.Captur
     assert main(["--home", str(home), "store", "verify"]) == 1
     captured = capsys.readouterr()
     assert "1 damaged" in captured.out and ref.sha256 in captured.err
+
+
+# -- notebooks, run headless ---------------------------------------------------------------------
+CELLS = [
+    ("markdown", "# A tiny pipeline"),
+    ("code", "%load_ext mlops_nb\n%pipeline use tiny\n%pipeline clear"),
+    ("code", "import math\n\nRATE = 3  # a parameter"),
+    ("code", "%%step load\nimport time\n\nnumbers = list(range(1, 6))\nprint('loaded', len(numbers))"),
+    ("code", "%%step scaled\nscaled = [n * RATE for n in numbers]"),
+    ("code", "%%step squares\nsquares = [n * n for n in numbers]"),
+    ("code", "%%step report\ntotal = sum(scaled) + sum(squares)\nprint('total', total, math.floor(2.5))"),
+    ("code", "print(total)  # shows a step output: not a set-up cell"),
+    ("code", "%dag"),
+]
+
+
+def write_notebook(path: Path, cells: list[tuple[str, str]] = CELLS) -> Path:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(text) if kind == "code" else nbformat.v4.new_markdown_cell(text)
+        for kind, text in cells
+    ]
+    nbformat.write(notebook, path)
+    return path
+
+
+def mlops_nb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed console script, in a fresh process, as a scheduler or CI job would run it."""
+    executable = str(Path(sys.executable).parent / "mlops-nb")
+    return subprocess.run([executable, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def summary_rows(stdout: str) -> dict[str, str]:
+    """step -> action, from the summary table."""
+    rows = re.findall(r"^(\w+)\s+(ran|cached|failed)\s+[\d.]+\s", stdout, re.MULTILINE)
+    return dict(rows)
+
+
+def test_run_a_notebook_headless_then_only_what_changed(tmp_path: Path) -> None:
+    notebook = write_notebook(tmp_path / "tiny.ipynb")
+    store = tmp_path / "store"
+    first = mlops_nb("run", "tiny.ipynb", "--store", str(store), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert summary_rows(first.stdout) == {"load": "ran", "scaled": "ran", "squares": "ran", "report": "ran"}
+    assert "total 100 2" in first.stdout  # the step's own output, live
+    assert "4 ran, 0 cached, 0 failed" in first.stdout
+    assert "tiny.ipynb: ran 2 set-up cells, skipped 2; pipeline 'tiny' has 4 steps" in first.stderr
+    assert "4/4 steps" in first.stderr  # the progress bar
+
+    again = mlops_nb("run", "tiny.ipynb", "--store", str(store), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert set(summary_rows(again.stdout).values()) == {"cached"}  # %pipeline clear was not run
+
+    cells = list(CELLS)
+    cells[5] = ("code", "%%step squares\nsquares = [n ** 3 for n in numbers]")
+    write_notebook(notebook, cells)
+    edited = mlops_nb("run", "tiny.ipynb", "--store", str(store), cwd=tmp_path)
+    assert summary_rows(edited.stdout) == {
+        "load": "cached", "scaled": "cached", "squares": "ran", "report": "ran",
+    }  # fmt: skip
+    forced = mlops_nb("run", "tiny.ipynb", "--store", str(store), "--force", cwd=tmp_path)
+    assert set(summary_rows(forced.stdout).values()) == {"ran"}
+
+
+def test_a_failing_step_exits_non_zero_with_its_traceback(tmp_path: Path) -> None:
+    cells = [*CELLS[:4], ("code", "%%step scaled\nscaled = [n / (RATE - 3) for n in numbers]")]
+    write_notebook(tmp_path / "broken.ipynb", cells)
+    run = mlops_nb("run", "broken.ipynb", "--store", str(tmp_path / "store"), cwd=tmp_path)
+    assert run.returncode == 1
+    assert summary_rows(run.stdout) == {"load": "ran", "scaled": "failed"}
+    assert "ZeroDivisionError" in run.stderr and "<step scaled>" in run.stderr
+    assert "mlops-nb: step 'scaled' failed: ZeroDivisionError" in run.stderr
+
+
+def test_a_failing_set_up_cell_is_named(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "setup.ipynb", [CELLS[1], ("code", "RATE = 1 / 0"), CELLS[3]])
+    run = mlops_nb("run", "setup.ipynb", "--store", str(tmp_path / "store"), cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Set-up cell 2 of setup.ipynb failed: ZeroDivisionError" in run.stderr
+
+
+def test_run_a_missing_notebook_or_not_a_notebook(tmp_path: Path) -> None:
+    missing = mlops_nb("run", "nowhere.ipynb", "--store", str(tmp_path / "store"), cwd=tmp_path)
+    assert missing.returncode == 2 and "No notebook at 'nowhere.ipynb'" in missing.stderr
+    (tmp_path / "text.ipynb").write_text("not json")
+    bad = mlops_nb("run", "text.ipynb", "--store", str(tmp_path / "store"), cwd=tmp_path)
+    assert bad.returncode == 2 and "'text.ipynb' is not a Jupyter notebook" in bad.stderr
+
+
+def test_export_a_notebook_to_a_module_that_runs_without_mlops_nb(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "tiny.ipynb")
+    export = mlops_nb("export", "tiny.ipynb", "-o", "tiny_pipeline.py", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    assert export.stdout == "Wrote tiny_pipeline.py\n"
+    run = subprocess.run([sys.executable, "tiny_pipeline.py"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "loaded 5\ntotal 100 2\n"
+
+
+def test_export_writes_the_same_module_as_the_magic(nb: Any, tmp_path: Path) -> None:
+    write_notebook(tmp_path / "tiny.ipynb")
+    for _, cell in CELLS[1:7]:
+        nb.ok(cell)
+    nb.ok(f"%pipeline export {tmp_path / 'from_magic.py'}")
+    export = mlops_nb("export", "tiny.ipynb", "-o", "from_cli.py", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    magic_source = (tmp_path / "from_magic.py").read_text().replace("from_magic.py", "X")
+    assert (tmp_path / "from_cli.py").read_text().replace("from_cli.py", "X") == magic_source
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["export"], ["status"], ["list"], ["store"], ["store", "gc"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: mlops-nb {' '.join(command)}".rstrip())
+    if command == ["run"]:
+        assert "--executor dask|dask://HOST:PORT" in text and "--store PATH" in text
+    if not command:
+        assert "examples:" in text and "exit status" in text
+
+
+def test_run_a_notebook_on_dask(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "tiny.ipynb")
+    run = mlops_nb("run", "tiny.ipynb", "--store", str(tmp_path / "store"), "--executor", "dask", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert set(summary_rows(run.stdout).values()) == {"ran"}
+    assert "total 100 2" in run.stdout  # printed on a worker, shown here
+    local = mlops_nb("run", "tiny.ipynb", "--store", str(tmp_path / "store"), cwd=tmp_path)
+    assert set(summary_rows(local.stdout).values()) == {"cached"}  # the workers filled the cache
+
+
+def test_an_unknown_executor_is_a_usage_error(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "tiny.ipynb")
+    run = mlops_nb("run", "tiny.ipynb", "--store", str(tmp_path / "s"), "--executor", "spark", cwd=tmp_path)
+    assert run.returncode == 2
+    assert "Unknown executor 'spark'. Use 'dask' for a local Dask cluster" in run.stderr

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
 import mmap
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -19,7 +21,13 @@ from typing import IO, Any, cast
 
 import xxhash
 
-from ..errors import CorruptObjectError, UnhashableValueError, UnstorableValueError
+from ..errors import (
+    CorruptObjectError,
+    DiskFullError,
+    UnhashableValueError,
+    UnstorableValueError,
+    ValueTooLargeError,
+)
 from ..hashing import content_hash
 from .catalog import connect
 from .serializers import by_name, serializer_for
@@ -28,6 +36,8 @@ __all__ = ["Store", "ObjectRef", "default_home"]
 
 # Small values live inside the catalog: one SQLite transaction is much cheaper than a file + fsync.
 INLINE_LIMIT = 64 * 1024
+# What an object's name in the catalog must look like: anything else could lead outside objects/.
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def default_home() -> Path:
@@ -44,10 +54,13 @@ class ObjectRef:
 
 
 class _HashingWriter(io.RawIOBase):
-    """A write-only file that computes the sha256 and size of what passes through it."""
+    """A write-only file on a descriptor that computes the sha256, xxh3 and size of what it writes.
 
-    def __init__(self, target: IO[bytes]) -> None:
-        self.target = target
+    It writes with ``os.write`` itself, so a full disk surfaces as ``OSError(ENOSPC)`` right here.
+    """
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
         self.sha256 = hashlib.sha256()
         self.xxh3 = xxhash.xxh3_128()
         self.size = 0
@@ -57,11 +70,16 @@ class _HashingWriter(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        self.target.write(view)
-        self.sha256.update(view)
-        self.xxh3.update(view)
-        self.size += len(view)
-        return len(view)
+        written = os.write(self.descriptor, view)  # may be short: BufferedWriter writes the rest
+        self.sha256.update(view[:written])
+        self.xxh3.update(view[:written])
+        self.size += written
+        return written
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.descriptor)
+        super().close()
 
 
 class Store:
@@ -88,6 +106,7 @@ class Store:
         self.catalog_path = self.root / "catalog.sqlite"
         self._db = connect(self.catalog_path)
         self._lock = threading.RLock()
+        self._depth = 0  # transactions open in the thread holding the lock
         self._remove_abandoned_writes()
 
     @classmethod
@@ -116,16 +135,52 @@ class Store:
 
     # -- catalog access ------------------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: all of it is committed, or none of it."""
-        with self._lock:
+    def transaction(self, what: str = "the change") -> Iterator[sqlite3.Connection]:
+        """A write transaction: all of it is committed, or none of it.
+
+        A transaction opened inside another one joins it: the outer one commits both.
+        """
+        with self._lock, self._full_disk_is_clear(what):
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._db
+                finally:
+                    self._depth -= 1
+                return
             self._db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (a full disk): never mask them.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    @contextlib.contextmanager
+    def _full_disk_is_clear(self, what: str) -> Iterator[None]:
+        """Turn "no space left" from the OS or SQLite into a DiskFullError saying what to do."""
+        try:
+            yield
+        except (OSError, sqlite3.OperationalError) as error:
+            full = (
+                error.errno in (errno.ENOSPC, errno.EDQUOT)
+                if isinstance(error, OSError)
+                else error.sqlite_errorcode == sqlite3.SQLITE_FULL
+            )
+            if not full:
+                raise
+            raise DiskFullError(
+                f"The disk holding the store {str(self.root)!r} is full ({error}): {what} was not "
+                f"saved and the store is unchanged. Free some space (`mlops-nb store gc` deletes "
+                f"objects nothing uses) or set MLOPS_NB_HOME to a folder on a bigger disk, then "
+                f"run it again."
+            ) from None
 
     def query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on the catalog."""
@@ -158,23 +213,32 @@ class Store:
         values live in the catalog itself unless ``inline=False`` (files other tools must read).
         ``serializer`` forces a format by name (e.g. ``"parquet"`` for files DuckDB will query).
         """
-        if value_hash is None:
-            try:
+        kind = type(value).__qualname__
+        try:
+            if value_hash is None:
                 value_hash = content_hash(value)
-            except UnhashableValueError as error:
-                raise UnstorableValueError(
-                    f"Cannot store {label} (a {type(value).__qualname__}): {error}"
-                ) from None
-        existing = self.find(value_hash, serializer)
-        if existing is not None and (inline or self._is_file(existing.sha256)):
-            return existing
-        errors = []
-        candidates = [by_name(serializer)] if serializer else serializer_for(value)
-        for candidate in candidates:
-            try:
-                return self._put_with(candidate, value, value_hash, inline)
-            except Exception as error:  # the next serializer may cope (pickle copes with most)
-                errors.append(f"{candidate.name}: {error}")
+            existing = self.find(value_hash, serializer)
+            # A copy that was damaged or deleted is written again: re-running a step repairs it.
+            if existing is not None and (inline or self._is_file(existing.sha256)) and self._intact(existing):
+                return existing
+            errors = []
+            candidates = [by_name(serializer)] if serializer else serializer_for(value)
+            for candidate in candidates:
+                try:
+                    return self._put_with(candidate, value, value_hash, inline, label)
+                except (DiskFullError, MemoryError):
+                    raise  # no other format helps
+                except Exception as error:  # the next serializer may cope (pickle copes with most)
+                    errors.append(f"{candidate.name}: {error}")
+        except UnhashableValueError as error:
+            raise UnstorableValueError(f"Cannot store {label} (a {kind}): {error}") from None
+        except MemoryError:
+            raise ValueTooLargeError(
+                f"Cannot store {label} (a {kind}): there is not enough memory to write it, so "
+                f"nothing was stored. Free memory (del large values you no longer need), or keep "
+                f"this value out of the store: bind it to a _private name, or leave it out of the "
+                f"step's --outputs."
+            ) from None
         raise UnstorableValueError(
             f"Cannot store {label} (a {type(value).__qualname__}): {'; '.join(errors)}. "
             f"Keep such objects inside one step (bind them to a _private name, or close them), "
@@ -184,38 +248,49 @@ class Store:
     def _is_file(self, sha256: str) -> bool:
         return bool(self.query("SELECT 1 FROM objects WHERE sha256 = ? AND inline IS NULL", (sha256,)))
 
-    def _put_with(self, serializer: Any, value: Any, value_hash: str, inline_ok: bool) -> ObjectRef:
-        temporary = tempfile.NamedTemporaryFile(
-            dir=self.objects_dir, prefix=".incoming-", suffix=serializer.suffix, delete=False
-        )
+    def _intact(self, ref: ObjectRef) -> bool:
         try:
-            with temporary as raw:
-                writer = _HashingWriter(raw)
-                buffered = io.BufferedWriter(writer, buffer_size=1 << 20)
+            self.verify(ref.sha256, fast=True)
+        except CorruptObjectError:
+            return False
+        return True
+
+    def _put_with(
+        self, serializer: Any, value: Any, value_hash: str, inline_ok: bool, label: str
+    ) -> ObjectRef:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=self.objects_dir, prefix=".incoming-", suffix=serializer.suffix
+        )
+        writer = _HashingWriter(descriptor)
+        buffered = io.BufferedWriter(writer, buffer_size=1 << 20)
+        try:
+            with self._full_disk_is_clear(label):
                 serializer.dump(value, buffered)
                 buffered.flush()
                 sha256, size, fast_sum = writer.sha256.hexdigest(), writer.size, writer.xxh3.hexdigest()
-                trusted = json.dumps(serializer.untrusted_types(raw.name) if size else [])
+                trusted = json.dumps(serializer.untrusted_types(temporary) if size else [])
                 inline = None
                 if inline_ok and size <= INLINE_LIMIT:
-                    raw.seek(0)
-                    inline = raw.read()
+                    inline = os.pread(descriptor, size, 0)
                 else:
-                    raw.flush()
-                    os.fsync(raw.fileno())
-            if inline is None:
-                final = self.object_path(sha256, serializer.suffix)
-                final.parent.mkdir(exist_ok=True)
-                os.replace(temporary.name, final)
-                _fsync_directory(final.parent)
+                    os.fsync(descriptor)
+            # The file lands and its row commits under one lock, so garbage collection in another
+            # kernel never sees the file without its row (and deletes it) in between.
+            with self.transaction(label) as db:
+                if inline is None:
+                    final = self.object_path(sha256, serializer.suffix)
+                    final.parent.mkdir(exist_ok=True)
+                    os.replace(temporary, final)
+                    _fsync_directory(final.parent)
+                db.execute(
+                    "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sha256, value_hash, serializer.name, size, inline, trusted, time.time(), fast_sum),
+                )
         finally:
+            with contextlib.suppress(OSError):  # after a failed write: drop what is still buffered
+                buffered.close()
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary.name)
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (sha256, value_hash, serializer.name, size, inline, trusted, time.time(), fast_sum),
-            )
+                os.unlink(temporary)
         return ObjectRef(sha256, value_hash)
 
     # -- maintenance ---------------------------------------------------------------------------
@@ -241,25 +316,49 @@ class Store:
         """Delete objects nothing references; return how many and how many bytes (to be) freed.
 
         Objects younger than ``older_than`` seconds are kept: a kernel may have written one a
-        moment ago and be about to commit the result that refers to it.
+        moment ago and be about to commit the result that refers to it. Files that no catalog row
+        lists (left by a kernel that died between writing a file and committing its row) go too.
         """
-        keep = self.referenced()
-        rows = self.query(
-            "SELECT sha256, serializer, size, inline IS NULL FROM objects WHERE created < ?",
-            (time.time() - older_than,),
-        )
-        unused = [row for row in rows if row[0] not in keep]
-        if not dry_run:
-            with self.transaction() as db:
-                db.executemany("DELETE FROM objects WHERE sha256 = ?", [(row[0],) for row in unused])
-            for sha256, serializer, _, is_file in unused:  # files go after the rows: never dangling
-                if is_file:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.object_path(sha256, by_name(serializer).suffix).unlink()
-        return len(unused), sum(row[2] for row in unused)
+        cutoff = time.time() - older_than
+        with self.transaction() as db:
+            keep = self.referenced()
+            rows = db.execute(
+                "SELECT sha256, size FROM objects WHERE created < ?", (cutoff,)
+            ).fetchall()
+            unused = {sha256: size for sha256, size in rows if sha256 not in keep}
+            if not dry_run:
+                db.executemany("DELETE FROM objects WHERE sha256 = ?", [(sha,) for sha in unused])
+        # Files go after their rows, so no row ever names a missing file. Another kernel may
+        # have stored the same content again meanwhile: only files no row lists are deleted.
+        with self.transaction() as db:
+            listed = {row[0] for row in db.execute("SELECT sha256 FROM objects WHERE inline IS NULL")}
+            if dry_run:
+                listed -= set(unused)
+            orphans = {}
+            for path in self.objects_dir.glob("??/*"):
+                sha256 = path.name.split(".")[0]
+                with contextlib.suppress(FileNotFoundError):
+                    status = path.stat()
+                    if sha256 not in listed and status.st_mtime < cutoff and not path.name.startswith("."):
+                        orphans[sha256] = status.st_size
+                        if not dry_run:
+                            path.unlink()
+        freed = {**orphans, **unused}
+        return len(freed), sum(freed.values())
 
     def object_path(self, sha256: str, suffix: str) -> Path:
-        """Where the file of a large object lives: ``objects/ab/abcdef....suffix``."""
+        """Where the file of a large object lives: ``objects/ab/abcdef....suffix``.
+
+        The name comes from the catalog; anything but a sha256 (``../..``, an absolute path) is
+        refused, so a modified catalog can never make the store read or delete a file elsewhere.
+        """
+        if not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+            raise CorruptObjectError(
+                f"The catalog of the store at {str(self.root)!r} names an object {sha256!r}, which "
+                f"is not a sha256: the catalog was modified. No file outside "
+                f"{str(self.objects_dir)!r} is read or deleted. Restore catalog.sqlite from a "
+                f"backup, or start a new store (set MLOPS_NB_HOME to an empty folder)."
+            )
         return self.objects_dir / sha256[:2] / f"{sha256}{suffix}"
 
     def verify(self, sha256: str, *, label: str = "value", fast: bool = False) -> None:
@@ -307,7 +406,7 @@ class Store:
         name, inline, trusted = rows[0]
         serializer = by_name(name)
         if inline is not None:
-            file: IO[bytes] = io.BytesIO(bytes(inline))
+            file: IO[bytes] = io.BytesIO(inline if isinstance(inline, bytes) else repr(inline).encode())
             where = f"The catalog row of object {sha256[:12]}..."
         else:
             path = self.object_path(sha256, serializer.suffix)

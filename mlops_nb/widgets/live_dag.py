@@ -68,14 +68,14 @@ class LiveDag(RunObserver):
 
     def step_started(self, step: str) -> None:
         if step not in self.view.state:
-            self.run_started(self.pipeline.order())  # a %%step cell added a step since
+            self._add_new_steps()
         self.view.state[step] = "running"
         self.message.value = f"running {step}"
         self._redraw()
 
     def step_finished(self, report: StepReport) -> None:
         if report.step not in self.view.state:
-            self.run_started(self.pipeline.order())
+            self._add_new_steps()
         self.view.state[report.step] = report.action
         self.view.seconds[report.step] = report.seconds
         self.progress.value = min(self.progress.value + 1, self.progress.max)
@@ -85,6 +85,14 @@ class LiveDag(RunObserver):
     def run_finished(self) -> None:
         failed = [n for n, state in self.view.state.items() if state == "failed"]
         self.message.value = f"failed: {', '.join(failed)}" if failed else "done"
+
+    def _add_new_steps(self) -> None:
+        """A ``%%step`` cell added a step since the view was drawn: redraw, keeping live states."""
+        old = self.view
+        self.view = DagView(self.pipeline, direction=old.direction)
+        self.view.state.update({n: s for n, s in old.state.items() if n in self.view.state})
+        self.view.seconds.update({n: s for n, s in old.seconds.items() if n in self.view.state})
+        self.picker.options = self.view.steps
 
     # -- drawing ---------------------------------------------------------------------------------
     def _redraw(self) -> None:

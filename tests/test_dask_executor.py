@@ -1,0 +1,152 @@
+"""Pipelines on a real Dask cluster: a LocalCluster of worker processes, as users start it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_nb import DaskExecutor, MlopsNbError, Pipeline, Store
+from mlops_nb.executors import resolve_executor
+from mlops_nb.observers import ReportCollector, RunObserver
+
+
+@pytest.fixture(scope="module")
+def dask() -> Iterator[DaskExecutor]:
+    with DaskExecutor(n_workers=2) as executor:
+        yield executor
+
+
+BRANCHES = {
+    "load": "raw = list(range(10))",
+    "left": "import os\nleft = [x * scale for x in raw]\nleft_pid = os.getpid()\nprint('left on a worker')",
+    "right": "import os\nright = [x + 1 for x in raw]\nright_pid = os.getpid()",
+    "join": "total = sum(left) + sum(right)\ntotal",
+}
+
+
+def branchy(store: Store, scale: int = 2) -> Pipeline:
+    pipe = Pipeline("branchy", store, namespace={"scale": scale})
+    for name, code in BRANCHES.items():
+        pipe.define_cell(name, code)
+    return pipe
+
+
+def actions(store: Store) -> dict[str, str]:
+    return dict(store.query("SELECT step, action FROM runs WHERE pipeline = 'branchy'"))
+
+
+def test_steps_run_on_workers_and_come_back(dask: DaskExecutor, store: Store, capsys: Any) -> None:
+    pipe = branchy(store)
+    outputs = pipe.run(executor=dask)
+    assert outputs["total"] == 2 * 45 + 55
+    assert pipe.namespace["left"] == [x * 2 for x in range(10)]
+    workers = set(dask.client.run(os.getpid).values())
+    assert {pipe.namespace["left_pid"], pipe.namespace["right_pid"]} <= workers
+    assert os.getpid() not in workers
+    # What a worker printed and the last expression are shown here, once.
+    assert capsys.readouterr().out.count("left on a worker") == 1
+    assert actions(store) == {"load": "ran", "left": "ran", "right": "ran", "join": "ran"}
+
+
+def test_the_workers_fill_the_cache_the_notebook_uses(dask: DaskExecutor, store: Store) -> None:
+    branchy(store).run(executor=dask)
+    fresh = branchy(store)  # a new session: same store, empty memory
+    assert fresh.run()["total"] == 145
+    assert set(actions(store).values()) == {"cached"}
+    assert all(row["state"] == "up to date" for row in fresh.states().values())
+
+
+def test_a_second_dask_run_restores_instead_of_running(dask: DaskExecutor, store: Store) -> None:
+    pipe = branchy(store)
+    pipe.run(executor=dask)
+    pipe.namespace["scale"] = 3  # a parameter change: only the steps reading it run again
+    pipe.run(executor=dask)
+    assert actions(store) == {"load": "cached", "left": "ran", "right": "cached", "join": "ran"}
+    assert pipe.namespace["total"] == 3 * 45 + 55
+
+
+def test_independent_steps_are_in_flight_together(dask: DaskExecutor, store: Store) -> None:
+    started: list[str] = []
+
+    class Order(RunObserver):
+        def step_started(self, step: str) -> None:
+            started.append(step)
+
+    pipe = branchy(store)
+    pipe.observers.append(Order())
+    collector = ReportCollector()
+    pipe.observers.append(collector)
+    pipe.run(executor=dask)
+    # left and right are both handed to the cluster as soon as load is done, before either ends.
+    assert started[0] == "load" and set(started[1:3]) == {"left", "right"} and started[3] == "join"
+    assert [r.step for r in collector.reports][0] == "load"
+    assert {r.action for r in collector.reports} == {"ran"}
+
+
+def test_a_failing_step_is_reported_with_its_traceback(dask: DaskExecutor, store: Store) -> None:
+    pipe = branchy(store)
+    pipe.define_cell("right", "right = [x / (x - 3) for x in raw]")
+    collector = ReportCollector()
+    pipe.observers.append(collector)
+    with pytest.raises(ZeroDivisionError) as error:
+        pipe.run(executor=dask)
+    assert any("<step right>" in str(entry.path) for entry in error.traceback)
+    assert [r.step for r in collector.reports if r.action == "failed"] == ["right"]
+    recorded = dict(store.query("SELECT step, error FROM runs WHERE pipeline = 'branchy'"))
+    assert "ZeroDivisionError" in recorded["right"]
+    assert "join" not in actions(store)  # never started: its input failed
+    assert pipe.states()["right"]["state"] == "failed"
+
+
+def test_function_steps_travel_to_the_workers(dask: DaskExecutor, store: Store) -> None:
+    pipe = Pipeline("functions", store)
+
+    @pipe.step
+    def numbers() -> list[int]:
+        return [3, 1, 2]
+
+    @pipe.step
+    def ordered(numbers: list[int]) -> list[int]:
+        return sorted(numbers)
+
+    assert pipe.run(executor=dask)["ordered"] == [1, 2, 3]
+    outputs = json.loads(store.query("SELECT outputs FROM results WHERE step = 'ordered'")[0][0])
+    assert list(outputs) == ["ordered"]
+
+
+def test_a_string_executor_starts_and_stops_its_own_cluster(store: Store) -> None:
+    assert branchy(store).run(executor="dask")["total"] == 145
+
+
+def test_executor_names_are_checked() -> None:
+    assert resolve_executor("dask://scheduler:8786").address == "tcp://scheduler:8786"
+    with pytest.raises(MlopsNbError, match=r"Unknown executor 'dask:/x'\. Use 'dask' for a local"):
+        resolve_executor("dask:/x")
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(store: Store) -> None:
+    with pytest.raises(MlopsNbError, match=r"Cannot reach the Dask scheduler at 'tcp://127\.0\.0\.1:9'"):
+        branchy(store).run(executor="dask://127.0.0.1:9")
+
+
+def test_pipeline_run_magic_on_dask(nb: Any, tmp_path: Path, capsys: Any) -> None:
+    nb.ok("scale = 2")
+    for name, code in BRANCHES.items():
+        nb.ok(f"%%step {name}\n{code}")
+    capsys.readouterr()
+    nb.ok("%pipeline run --executor dask --force")
+    out = capsys.readouterr().out
+    assert out.count("left on a worker") == 1
+    assert "✓ left: ran in" in out and "✓ join: ran in" in out
+    nb.ok("%pipeline run --executor dask")  # the same cluster, kept for the session
+    assert capsys.readouterr().out.count("up to date, cached") == 4
+    assert nb.ns["total"] == 145
+    error = nb.error("%pipeline status --executor dask")
+    assert "--executor only applies to %pipeline run" in str(error)
+    for executor in nb.shell.magics_manager.registry["StepMagics"]._executors.values():
+        executor.close()
