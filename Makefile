@@ -18,9 +18,16 @@ $(STAMP): $(BIN)/python binder/requirements.txt pyproject.toml
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_index.ipynb
 
+# The browser tests drive Debian's Chromium; without it they cannot run, and we say so loudly.
+CHROMIUM := /usr/bin/chromium
+NO_BROWSER := $(if $(wildcard $(CHROMIUM)),,--ignore=tests/browser)
+NO_BROWSER_NOTICE := echo "!!!!!! BROWSER TESTS NOT RUN: $(CHROMIUM) is missing (apt-get install chromium) !!!!!!"
+
 test: $(STAMP)
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
+	@$(if $(NO_BROWSER),$(NO_BROWSER_NOTICE))
+	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with notebooks/sanitize.cfg $(NO_BROWSER) $(PYTEST_ARGS)
+	@$(if $(NO_BROWSER),$(NO_BROWSER_NOTICE))
 
 # Re-run every notebook headlessly, each on a fresh store, and save its outputs in place.
 notebooks: $(STAMP)

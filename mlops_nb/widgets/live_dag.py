@@ -96,7 +96,8 @@ class LiveDag(RunObserver):
 
     # -- drawing ---------------------------------------------------------------------------------
     def _redraw(self) -> None:
-        self.graph.value = self.view.svg()
+        # Shrink a wide DAG to the output's width instead of cutting it off.
+        self.graph.value = self.view.svg().replace("<svg ", '<svg style="max-width:100%;height:auto" ', 1)
         self._show_details()
 
     def _show_details(self) -> None:
