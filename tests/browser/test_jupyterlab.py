@@ -172,6 +172,18 @@ def test_live_dag_shows_every_step_in_a_final_state(
     assert not wrong(dags[-1]), f"pipeline steps {steps}; the last live DAG shows {dags[-1]}"
 
 
+def test_store_browser_shows_its_tabs_and_the_pipeline(quickstart: NotebookRun, artifacts: Path) -> None:
+    page = quickstart.page
+    browser = page.locator(".jp-Notebook .mlops-nb-store-browser").last
+    browser.wait_for(timeout=WIDGET_TIMEOUT * 1000)
+    tabs = browser.locator(".lm-TabBar-tabLabel").all_inner_texts()
+    assert tabs == ["Pipelines", "Feature views", "Transforms"]
+    assert PIPELINE in browser.locator("select").first.input_value()
+    cell = _cell_with(page, ".mlops-nb-store-browser")
+    _scroll_to_top(cell)
+    cell.screenshot(path=artifacts / "store-browser.png")
+
+
 def test_no_cell_errored(quickstart: NotebookRun) -> None:
     cells, notebook = quickstart.cells, quickstart.notebook
     shown = quickstart.page.locator(CELL).count()
