@@ -246,6 +246,8 @@ class DaskExecutor:
         """Submit one task per step, then collect them as they finish (see the class docstring)."""
         from distributed import as_completed
 
+        from .errors import MlopsNbError
+
         futures: dict[str, Any] = {}
         waiting_on: dict[str, set[str]] = {}
         for name in names:
@@ -260,10 +262,17 @@ class DaskExecutor:
                     given[read] = pipeline.namespace[read]  # e.g. a parameter from a plain cell
             for alias in step.imports:
                 given.pop(alias, None)  # modules are imported again on the worker
-            futures[name] = self.client.submit(
-                _run_on_worker, pipeline.name, pipeline.store, step, given, upstream, force,
-                key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
-            )  # fmt: skip
+            try:
+                futures[name] = self.client.submit(
+                    _run_on_worker, pipeline.name, pipeline.store, step, given, upstream, force,
+                    key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
+                )  # fmt: skip
+            except Exception as error:  # what cannot be pickled cannot travel to a worker
+                raise MlopsNbError(
+                    f"Step {name!r} cannot be sent to a Dask worker: {_unpicklable(step, given)} "
+                    f"cannot be pickled. Create that value inside a step, or run the pipeline in "
+                    f"this process (without an executor)."
+                ) from error
             waiting_on[name] = {up for up in pipeline.upstream(name) if up in futures}
         names_of = {future.key: name for name, future in futures.items()}
         for name, ups in waiting_on.items():
@@ -298,6 +307,18 @@ class DaskExecutor:
         failed = getattr(error, "mlops_nb_step", name)  # the step where it started, not a dependent
         pipeline.notify("step_finished", StepReport(failed, "failed", 0.0))
         raise error.with_traceback(future.traceback())
+
+
+def _unpicklable(step: Step, given: dict[str, Any]) -> str:
+    """Which part of a step's task fails to pickle, in words."""
+    import cloudpickle
+
+    for name, value in given.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception:
+            return f"its input {name!r} ({type(value).__qualname__})"
+    return "its code or function"
 
 
 def _run_on_worker(

@@ -123,6 +123,15 @@ def test_a_string_executor_starts_and_stops_its_own_cluster(store: Store) -> Non
     assert branchy(store).run(executor="dask")["total"] == 145
 
 
+def test_an_input_that_cannot_travel_is_named(dask: DaskExecutor, store: Store) -> None:
+    import threading
+
+    pipe = Pipeline("locks", store, namespace={"lock": threading.Lock()})
+    pipe.define_cell("use", "text = str(lock)")
+    with pytest.raises(MlopsNbError, match=r"Step 'use' cannot be sent to a Dask worker: its input 'lock' \(lock\) cannot be pickled\. Create"):
+        pipe.run(executor=dask)
+
+
 def test_executor_names_are_checked() -> None:
     assert resolve_executor("dask://scheduler:8786").address == "tcp://scheduler:8786"
     with pytest.raises(MlopsNbError, match=r"Unknown executor 'dask:/x'\. Use 'dask' for a local"):
