@@ -248,6 +248,7 @@ class DaskExecutor:
 
         from .errors import MlopsNbError
 
+        client = self.client  # connect first: a connection error is not a pickling error
         futures: dict[str, Any] = {}
         waiting_on: dict[str, set[str]] = {}
         for name in names:
@@ -263,7 +264,7 @@ class DaskExecutor:
             for alias in step.imports:
                 given.pop(alias, None)  # modules are imported again on the worker
             try:
-                futures[name] = self.client.submit(
+                futures[name] = client.submit(
                     _run_on_worker, pipeline.name, pipeline.store, step, given, upstream, force,
                     key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
                 )  # fmt: skip
