@@ -40,16 +40,18 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--home", metavar="PATH", help="The store folder (default: $MLOPS_NB_HOME or ./.mlops_nb).")
+    # Every command also takes the store after its name: `mlops-nb store verify --store PATH`.
+    store_option = argparse.ArgumentParser(add_help=False)
+    store_option.add_argument("--store", metavar="PATH", help="The store folder (same as --home).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", help="Bring a pipeline up to date (cached steps are restored, not run).",
+        "run", parents=[store_option], help="Bring a pipeline up to date (cached steps are restored, not run).",
         description="Bring a pipeline up to date. For a notebook: run its set-up cells (imports, "
         "parameters), define its %%step cells, then run the steps, restoring every step whose "
         "code and inputs are unchanged from the store. Prints a progress bar and a summary table.",
     )  # fmt: skip
     run.add_argument("source", help=SOURCE_HELP)
-    run.add_argument("--store", metavar="PATH", help="The store folder (same as --home).")
     run.add_argument(
         "--executor", metavar="dask|dask://HOST:PORT",
         help="Run steps as Dask tasks, independent ones in parallel: 'dask' starts a local "
@@ -58,25 +60,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="Execute every step, even up-to-date ones.")
 
     export = commands.add_parser(
-        "export", help="Write a pipeline as a standalone Python module.",
+        "export", parents=[store_option], help="Write a pipeline as a standalone Python module.",
         description="Write the pipeline as a Python module with one function per step and a "
         "main() that runs them in order; it needs neither Jupyter nor mlops_nb.",
     )  # fmt: skip
     export.add_argument("source", help=SOURCE_HELP)
     export.add_argument("-o", "--output", metavar="PATH.py", help="Where to write it (default: NAME.py).")
-    export.add_argument("--store", metavar="PATH", help="The store folder (same as --home).")
 
-    status = commands.add_parser("status", help="Show each step's state.")
+    status = commands.add_parser("status", parents=[store_option], help="Show each step's state.")
     status.add_argument("source", help=SOURCE_HELP)
-    status.add_argument("--store", metavar="PATH", help="The store folder (same as --home).")
 
-    commands.add_parser("list", help="List the pipelines in the store.")
+    commands.add_parser("list", parents=[store_option], help="List the pipelines in the store.")
 
     store = commands.add_parser("store", help="Look after the store: ls, verify, gc.")
     store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    store_commands.add_parser("ls", help="What the store holds: pipelines, feature views, transforms, objects.")
-    store_commands.add_parser("verify", help="Check every stored object against its checksum.")
-    collect = store_commands.add_parser("gc", help="Delete objects that nothing refers to any more.")
+    store_commands.add_parser(
+        "ls", parents=[store_option],
+        help="What the store holds: pipelines, feature views, transforms, objects.",
+    )  # fmt: skip
+    store_commands.add_parser("verify", parents=[store_option], help="Check every stored object against its checksum.")
+    collect = store_commands.add_parser(
+        "gc", parents=[store_option], help="Delete objects that nothing refers to any more."
+    )
     collect.add_argument("--dry-run", action="store_true", help="Only say what would be deleted.")
     return parser
 

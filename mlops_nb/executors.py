@@ -180,7 +180,9 @@ class DaskExecutor:
     Independent steps run in parallel on the cluster's workers. Each worker checks the cache and
     stores what it computes in the same store, so the store must be on a disk every worker can
     reach (always true for the default local cluster). Outputs come back into the pipeline's
-    namespace and what a step printed is shown again, in the order steps finish.
+    namespace and what a step printed is shown again, in the order steps finish. For a scheduler
+    of your own, a short ``distributed.scheduler.work-stealing-interval`` (e.g. ``10ms``) lets
+    sibling steps start on different workers at once, as the local cluster does.
 
     Parameters
     ----------
@@ -207,16 +209,21 @@ class DaskExecutor:
         if self._client is None:
             import logging
 
+            import dask
             from distributed import Client, LocalCluster
 
             from .errors import MlopsNbError
 
             if self.address is None:
-                self._cluster = LocalCluster(
-                    # Workers log a step's failure; the client raises it with its traceback.
-                    n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                    dashboard_address=":0", silence_logs=logging.CRITICAL,
-                )  # fmt: skip
+                # Dask places a task where its inputs are, so two branches after one step both
+                # queue on that step's worker until "work stealing" moves one, by default after
+                # a second. Pipelines are a few long steps: rebalance at once.
+                with dask.config.set({"distributed.scheduler.work-stealing-interval": "10ms"}):
+                    self._cluster = LocalCluster(
+                        # Workers log a step's failure; the client raises it with its traceback.
+                        n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                        dashboard_address=":0", silence_logs=logging.CRITICAL,
+                    )  # fmt: skip
                 self._client = Client(self._cluster)
             else:
                 try:
@@ -328,6 +335,8 @@ def _run_on_worker(
 ) -> tuple[StepReport, dict[str, Any]]:  # fmt: skip
     """Runs on a Dask worker: one step, with the cache, in a namespace made of its inputs."""
     __tracebackhide__ = True  # noqa: F841
+    from distributed import get_worker
+
     from .pipeline import Pipeline
 
     namespace = dict(given)
@@ -344,4 +353,5 @@ def _run_on_worker(
     except BaseException as error:
         error.mlops_nb_step = step.name  # type: ignore[attr-defined]
         raise
+    report.worker = get_worker().address
     return report, {n: namespace[n] for n in step.outputs if n in namespace}

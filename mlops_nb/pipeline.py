@@ -97,6 +97,10 @@ class StepReport:
     stored: bool = True
     #: What the step printed and displayed (when it ran, or when the cached run did).
     recording: Recording = field(default_factory=list, repr=False)
+    #: When the report was made (``time.time()``): for a step that ran, when it finished.
+    finished: float = field(default_factory=time.time)
+    #: The address of the Dask worker that ran or restored the step; "" for this process.
+    worker: str = ""
 
     def summary(self, force_hint: str) -> str:
         """The one status line shown after a step."""

@@ -68,6 +68,8 @@ def test_store_ls_verify_and_gc(home: Path, capsys: pytest.CaptureFixture[str]) 
 
     assert main(["--home", str(home), "store", "verify"]) == 0
     assert "objects verified" in capsys.readouterr().out
+    assert main(["store", "verify", "--store", str(home)]) == 0  # the store after the command too
+    assert "objects verified" in capsys.readouterr().out
 
     with store.transaction() as db:  # pretend the orphan is old enough to collect
         db.execute("UPDATE objects SET created = 0 WHERE sha256 = ?", (orphan.sha256,))

@@ -53,6 +53,16 @@ def test_steps_run_on_workers_and_come_back(dask: DaskExecutor, store: Store, ca
     assert actions(store) == {"load": "ran", "left": "ran", "right": "ran", "join": "ran"}
 
 
+def test_reports_say_which_worker_ran_each_step(dask: DaskExecutor, store: Store) -> None:
+    collector = ReportCollector()
+    pipe = branchy(store)
+    pipe.observers.append(collector)
+    pipe.run(executor=dask)
+    workers = set(dask.client.scheduler_info()["workers"])
+    assert {r.worker for r in collector.reports} <= workers
+    assert all(r.finished > 0 for r in collector.reports)
+
+
 def test_the_workers_fill_the_cache_the_notebook_uses(dask: DaskExecutor, store: Store) -> None:
     branchy(store).run(executor=dask)
     fresh = branchy(store)  # a new session: same store, empty memory
