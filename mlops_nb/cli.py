@@ -142,13 +142,14 @@ def _run(pipeline: Pipeline, args: argparse.Namespace) -> int:
     failure: BaseException | None = None
     try:
         pipeline.run(force=args.force, executor=args.executor, progress=True)
-    except MlopsNbError:
-        raise
-    except Exception as error:  # a step's own error: show it, then the summary
-        failure = error
+    except Exception as error:
+        if isinstance(error, MlopsNbError) and not any(r.action == "failed" for r in collector.reports):
+            raise  # a usage error, before any step ran
+        failure = error  # a step failed: show its error, then the summary
     print(_summary(collector.reports, time.perf_counter() - started))
     if failure is not None:
-        traceback.print_exception(failure, file=sys.stderr)
+        if not isinstance(failure, MlopsNbError):  # our own errors say all in one line
+            traceback.print_exception(failure, file=sys.stderr)
         failed = [r.step for r in collector.reports if r.action == "failed"]
         print(f"mlops-nb: step {failed[-1] if failed else '?'!r} failed: {failure!r}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ import contextlib
 import io
 import linecache
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
@@ -180,9 +181,8 @@ class DaskExecutor:
     Independent steps run in parallel on the cluster's workers. Each worker checks the cache and
     stores what it computes in the same store, so the store must be on a disk every worker can
     reach (always true for the default local cluster). Outputs come back into the pipeline's
-    namespace and what a step printed is shown again, in the order steps finish. For a scheduler
-    of your own, a short ``distributed.scheduler.work-stealing-interval`` (e.g. ``10ms``) lets
-    sibling steps start on different workers at once, as the local cluster does.
+    namespace and what a step printed is shown again, in the order steps finish. Rich output
+    (tables, figures) is recorded as text on a worker.
 
     Parameters
     ----------
@@ -209,21 +209,16 @@ class DaskExecutor:
         if self._client is None:
             import logging
 
-            import dask
             from distributed import Client, LocalCluster
 
             from .errors import MlopsNbError
 
             if self.address is None:
-                # Dask places a task where its inputs are, so two branches after one step both
-                # queue on that step's worker until "work stealing" moves one, by default after
-                # a second. Pipelines are a few long steps: rebalance at once.
-                with dask.config.set({"distributed.scheduler.work-stealing-interval": "10ms"}):
-                    self._cluster = LocalCluster(
-                        # Workers log a step's failure; the client raises it with its traceback.
-                        n_workers=self.n_workers, threads_per_worker=1, processes=True,
-                        dashboard_address=":0", silence_logs=logging.CRITICAL,
-                    )  # fmt: skip
+                self._cluster = LocalCluster(
+                    # Workers log a step's failure; the client raises it with its traceback.
+                    n_workers=self.n_workers, threads_per_worker=1, processes=True,
+                    dashboard_address=":0", silence_logs=logging.CRITICAL,
+                )  # fmt: skip
                 self._client = Client(self._cluster)
             else:
                 try:
@@ -250,47 +245,45 @@ class DaskExecutor:
         self.close()
 
     def run_steps(self, pipeline: Pipeline, names: list[str], *, force: bool = False) -> None:
-        """Submit one task per step, then collect them as they finish (see the class docstring)."""
+        """Submit each step once the steps it needs are done, to the least busy worker.
+
+        Dask alone would queue sibling steps on the worker that holds their input; choosing
+        the worker here is what lets independent steps run side by side. When a step fails, the
+        steps already running finish and are collected, nothing new starts, and the failing
+        step's own exception is raised.
+        """
+        __tracebackhide__ = True  # noqa: F841
         from distributed import as_completed
 
-        from .errors import MlopsNbError
+        from .pipeline import StepReport
 
         client = self.client  # connect first: a connection error is not a pickling error
+        busy = dict.fromkeys(client.scheduler_info()["workers"], 0)  # steps sent, per worker
+        waiting_on = {name: set(pipeline.upstream(name)) & set(names) for name in names}
         futures: dict[str, Any] = {}
-        waiting_on: dict[str, set[str]] = {}
-        for name in names:
-            step = pipeline.steps[name]
-            upstream: dict[str, Any] = {}
-            given: dict[str, Any] = {}
-            for read in step.reads:
-                producer = next((p for p in pipeline.upstream(name) if read in pipeline.steps[p].outputs), None)
-                if producer in futures:
-                    upstream[read] = futures[producer]
-                elif read in pipeline.namespace:
-                    given[read] = pipeline.namespace[read]  # e.g. a parameter from a plain cell
-            for alias in step.imports:
-                given.pop(alias, None)  # modules are imported again on the worker
-            try:
-                futures[name] = client.submit(
-                    _run_on_worker, pipeline.name, pipeline.store, step, given, upstream, force,
-                    key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
-                )  # fmt: skip
-            except Exception as error:  # what cannot be pickled cannot travel to a worker
-                raise MlopsNbError(
-                    f"Step {name!r} cannot be sent to a Dask worker: {_unpicklable(step, given)} "
-                    f"cannot be pickled. Create that value inside a step, or run the pipeline in "
-                    f"this process (without an executor)."
-                ) from error
-            waiting_on[name] = {up for up in pipeline.upstream(name) if up in futures}
-        names_of = {future.key: name for name, future in futures.items()}
-        for name, ups in waiting_on.items():
-            if not ups:
-                pipeline.notify("step_started", name)
+        where: dict[str, str] = {}  # step -> worker
+        step_of: dict[str, str] = {}  # task key -> step
+
+        def submit(name: str) -> Any:
+            where[name] = min(busy, key=busy.__getitem__)
+            busy[where[name]] += 1
+            futures[name] = self._submit(pipeline, name, futures, where[name], force)
+            step_of[futures[name].key] = name
+            pipeline.notify("step_started", name)
+            return futures[name]
+
+        running = as_completed([submit(name) for name in names if not waiting_on[name]])
+        failure: BaseException | None = None
         try:
-            for future in as_completed(list(futures.values())):
-                name = names_of[future.key]
+            for future in running:
+                name = step_of[future.key]
+                busy[where[name]] -= 1
                 if future.status != "finished":
-                    self._fail(pipeline, name, future)
+                    problem = future.exception()
+                    report = getattr(problem, "mlops_nb_report", None) or StepReport(name, "failed", 0.0)
+                    pipeline.notify("step_finished", report)
+                    failure = failure or problem.with_traceback(future.traceback())
+                    continue
                 report, outputs = future.result()
                 pipeline.namespace.update(outputs)
                 if report.action == "ran":
@@ -299,22 +292,38 @@ class DaskExecutor:
                 for other, ups in waiting_on.items():
                     if name in ups:
                         ups.discard(name)
-                        if not ups:
-                            pipeline.notify("step_started", other)
+                        if not ups and failure is None:
+                            running.add(submit(other))
         finally:
             for future in futures.values():
                 future.cancel()
+        if failure is not None:
+            raise failure
 
-    @staticmethod
-    def _fail(pipeline: Pipeline, name: str, future: Any) -> None:
-        """Report the failing step and raise its own exception, with the worker's traceback."""
-        __tracebackhide__ = True  # noqa: F841
-        from .pipeline import StepReport
+    def _submit(self, pipeline: Pipeline, name: str, futures: dict[str, Any], worker: str, force: bool) -> Any:
+        """One step as a task on ``worker``, its upstream steps' results as inputs."""
+        from .errors import MlopsNbError
 
-        error = future.exception()
-        failed = getattr(error, "mlops_nb_step", name)  # the step where it started, not a dependent
-        pipeline.notify("step_finished", StepReport(failed, "failed", 0.0))
-        raise error.with_traceback(future.traceback())
+        step = pipeline.steps[name]
+        after = {up: futures[up] for up in pipeline.upstream(name) if up in futures}
+        given = {
+            read: pipeline.namespace[read]  # e.g. a parameter from a plain cell
+            for read in step.reads
+            if read in pipeline.namespace and read not in step.imports
+            and not any(read in pipeline.steps[up].outputs for up in after)
+        }  # fmt: skip
+        try:
+            return self.client.submit(
+                _run_on_worker, pipeline.name, pipeline.store, step, given, after, force,
+                key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
+                workers=[worker], allow_other_workers=True,  # elsewhere only if it leaves
+            )  # fmt: skip
+        except Exception as error:  # what cannot be pickled cannot travel to a worker
+            raise MlopsNbError(
+                f"Step {name!r} cannot be sent to a Dask worker: {_unpicklable(step, given)} "
+                f"cannot be pickled. Create that value inside a step, or run the pipeline in "
+                f"this process (without an executor)."
+            ) from error
 
 
 def _unpicklable(step: Step, given: dict[str, Any]) -> str:
@@ -331,27 +340,33 @@ def _unpicklable(step: Step, given: dict[str, Any]) -> str:
 
 def _run_on_worker(
     pipeline_name: str, store: Store, step: Step, given: dict[str, Any],
-    upstream: dict[str, tuple[StepReport, dict[str, Any]]], force: bool,
+    after: dict[str, tuple[StepReport, dict[str, Any]]], force: bool,
 ) -> tuple[StepReport, dict[str, Any]]:  # fmt: skip
-    """Runs on a Dask worker: one step, with the cache, in a namespace made of its inputs."""
+    """Runs on a Dask worker: one step, with the cache, in a namespace made of its inputs.
+
+    ``after`` holds the results of the upstream steps (Dask waits for them before calling this).
+    """
     __tracebackhide__ = True  # noqa: F841
     from distributed import get_worker
 
-    from .pipeline import Pipeline
+    from .pipeline import Pipeline, StepReport
 
     namespace = dict(given)
-    for read, (_, outputs) in upstream.items():
-        if read in outputs:
-            namespace[read] = outputs[read]
+    for _, outputs in after.values():
+        namespace.update((read, outputs[read]) for read in step.reads if read in outputs)
     pipeline = Pipeline(pipeline_name, store, namespace)
-    pipeline.steps[step.name] = step  # the definition sent, with its function if it has one
+    pipeline.steps = {**pipeline.steps, step.name: step}  # the one sent, with its function if any
     # Recorded output is shown by the client; the worker's own console would only repeat it.
     sink = io.StringIO()
+    started = time.perf_counter()
     try:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             report = pipeline.run_step(step.name, force=force)
     except BaseException as error:
-        error.mlops_nb_step = step.name  # type: ignore[attr-defined]
+        # Travels back with the exception, for observers: how long the step ran before failing.
+        error.mlops_nb_report = StepReport(  # type: ignore[attr-defined]
+            step.name, "failed", time.perf_counter() - started, worker=get_worker().address
+        )
         raise
     report.worker = get_worker().address
     return report, {n: namespace[n] for n in step.outputs if n in namespace}

@@ -48,7 +48,8 @@ class NotebookPipeline:
         )
 
 
-def _cells(path: Path) -> list[dict[str, Any]]:
+def _cells(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The code cells, each with its number in the notebook (counting every cell from 1)."""
     try:
         notebook = json.loads(path.read_text(encoding="utf-8"))
         cells = notebook["cells"]
@@ -59,20 +60,23 @@ def _cells(path: Path) -> list[dict[str, Any]]:
             f"{str(path)!r} is not a Jupyter notebook ({error}). Pass an .ipynb file."
         ) from None
     return [
-        {**cell, "source": "".join(cell.get("source", ""))}
-        for cell in cells
+        (number, {**cell, "source": "".join(cell.get("source", ""))})
+        for number, cell in enumerate(cells, start=1)
         if cell.get("cell_type") == "code"
     ]
 
 
 def open_notebook(path: str | Path, shell: Any = None) -> NotebookPipeline:
-    """Run the notebook's set-up cells and define its steps in ``shell`` (default: a new one).
+    """Run the notebook's set-up cells and define its steps in ``shell`` (default: IPython's).
 
     Nothing is computed beyond the set-up cells: call ``.pipeline.run()`` for that. The pipeline
     is named after the notebook (or what its ``%pipeline use`` says) and lives in the default
-    store (``$MLOPS_NB_HOME`` or ``./.mlops_nb``), so runs share the notebook's cache.
+    store (``$MLOPS_NB_HOME`` or ``./.mlops_nb``), so runs share the notebook's cache. Its steps
+    are the notebook's ``%%step`` cells only: steps stored before but since deleted are left out.
     """
+    from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.magic_arguments import parse_argstring
     from IPython.utils.capture import capture_output
 
     path = Path(path)
@@ -82,42 +86,59 @@ def open_notebook(path: str | Path, shell: Any = None) -> NotebookPipeline:
     shell.user_ns["__session__"] = str(path)  # the pipeline is named after the notebook
     shell.extension_manager.load_extension("mlops_nb")
     magics = shell.magics_manager.registry["StepMagics"]
+    magics._pipeline = None  # opened afresh under this notebook's name on first use
 
-    steps = [(i, c) for i, c in enumerate(cells) if c["source"].lstrip().startswith("%%step")]
-    bodies = [analyse(_body(cell["source"])) for _, cell in steps]
-    step_outputs = {name for info in bodies for name in info.defines}
+    # name -> (cell number, options, code): a redefined step keeps its place, with its last code.
+    steps: dict[str, tuple[int, str, str]] = {}
+    for number, cell in cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell["source"].lstrip().startswith("%%step") and "raises-exception" not in tags:
+            line, _, body = cell["source"].lstrip()[len("%%step"):].partition("\n")
+            try:
+                steps[parse_argstring(magics.step, line).name] = (number, line, body)
+            except UsageError as error:
+                raise MlopsNbError(f"%%step cell {number} of {path.name}: {error}") from None
+    bodies = []
+    for number, _, body in steps.values():
+        try:
+            bodies.append(analyse(shell.transform_cell(body)))
+        except MlopsNbError as error:
+            raise MlopsNbError(f"%%step cell {number} of {path.name}: {error}") from None
+    step_outputs = {
+        name for info in bodies for name in info.defines
+        if name not in info.imports and not name.startswith("_")
+    }  # fmt: skip
     step_inputs = {name for info in bodies for name in info.reads} - step_outputs
-    first_step = steps[0][0] if steps else len(cells)
+    first_step = min((number for number, _, _ in steps.values()), default=len(cells) + 1)
+
     result = NotebookPipeline(path, magics.pipeline)
-    for index, cell in enumerate(cells):
+    for number, cell in cells:
         source = cell["source"]
         code = "\n".join(line for line in source.splitlines() if not _SKIPPED_LINE.match(line))
         reason = _reason_to_skip(cell, code, shell, step_outputs)
-        if not reason and index > first_step and not _defines_any(code, shell, step_inputs):
+        if not reason and number > first_step and not _defines_any(code, shell, step_inputs):
             reason = "comes after the steps and defines nothing they read"
         if reason:
             if not source.lstrip().startswith("%%step"):
-                result.skipped_cells[index] = reason
+                result.skipped_cells[number] = reason
             continue
         with capture_output():  # what set-up cells print is for the notebook's reader
             outcome = shell.run_cell(code, silent=True)
         if not outcome.success:
-            error = outcome.error_before_exec or outcome.error_in_exec
+            failure = outcome.error_before_exec or outcome.error_in_exec
             raise MlopsNbError(
-                f"Set-up cell {index + 1} of {path.name} failed: {error!r}. Fix it in the "
+                f"Set-up cell {number} of {path.name} failed: {failure!r}. Fix it in the "
                 f"notebook, or tag the cell raises-exception if it fails on purpose."
-            ) from error
-        result.ran_cells.append(index)
-    latest: dict[str, tuple[str, str]] = {}  # step name -> its last definition, as a top-to-bottom run would leave it
-    for _, cell in steps:
-        if "raises-exception" not in cell.get("metadata", {}).get("tags", []):
-            line, _, body = cell["source"].lstrip()[len("%%step"):].partition("\n")
-            name = line.split()[0] if line.split() else ""
-            latest.pop(name, None)
-            latest[name] = (line, body)
-    for line, body in latest.values():
-        magics.define(line, body)
-    result.pipeline = magics.pipeline  # %pipeline use may have switched it
+            ) from failure
+        result.ran_cells.append(number)
+
+    magics.pipeline.steps = {}  # the notebook is the whole truth (%pipeline use may have switched)
+    for number, line, body in steps.values():
+        try:
+            magics.define(line, body)
+        except UsageError as error:
+            raise MlopsNbError(f"%%step cell {number} of {path.name}: {error}") from None
+    result.pipeline = magics.pipeline
     return result
 
 

@@ -16,7 +16,8 @@ class RunObserver:
     """Base class: override the events you care about. ``Pipeline.observers`` holds instances.
 
     A run tells ``run_started`` (the steps it will bring up to date, in order), then per step
-    ``step_started`` (only when the step really executes) and ``step_finished`` (ran, cached or
+    ``step_started`` (in this process, only when the step really executes; on Dask, when the step
+    is handed to a worker, which may then find it cached) and ``step_finished`` (ran, cached or
     failed), then ``run_finished``, even when a step failed. A single ``%%step`` cell tells only
     the step events.
     """

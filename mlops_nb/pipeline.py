@@ -441,8 +441,12 @@ class Pipeline:
         """
         __tracebackhide__ = True  # noqa: F841
         step = self._get(name)
-        self._provide_inputs(step)
-        input_hashes = self._input_hashes(step)
+        try:
+            self._provide_inputs(step)
+            input_hashes = self._input_hashes(step)
+        except MlopsNbError:  # e.g. an input nobody defines: observers see the step fail
+            self.notify("step_finished", StepReport(name, "failed", 0.0))
+            raise
         fingerprint = self._fingerprint(step, input_hashes)
         if not force and not step.no_cache:
             report = self._restore(step, fingerprint, input_hashes, replay)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -48,8 +49,10 @@ def test_a_value_from_a_plain_cell_cannot_be_guessed(tmp_path: Path, capsys: pyt
     pipe = Pipeline("plain", store=Store(tmp_path / "store"), namespace={"rate": 2})
     pipe.define_cell("scaled", "scaled = 10 * rate")
     pipe.run()
-    assert main(["--home", str(tmp_path / "store"), "run", "plain"]) == 2
-    assert "reads 'rate', which no step outputs" in capsys.readouterr().err
+    assert main(["--home", str(tmp_path / "store"), "run", "plain"]) == 1  # the step cannot run
+    error = capsys.readouterr().err
+    assert "mlops-nb: step 'scaled' failed: MissingInputError(\"Step 'scaled' reads 'rate'" in error
+    assert "Traceback" not in error
 
 
 def test_the_console_script_is_installed(home: Path) -> None:
@@ -227,3 +230,78 @@ def test_an_unknown_executor_is_a_usage_error(tmp_path: Path) -> None:
     run = mlops_nb("run", "tiny.ipynb", "--store", str(tmp_path / "s"), "--executor", "spark", cwd=tmp_path)
     assert run.returncode == 2
     assert "Unknown executor 'spark'. Use 'dask' for a local Dask cluster" in run.stderr
+
+
+def test_the_notebook_is_the_whole_truth_about_its_steps(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    write_notebook(tmp_path / "tiny.ipynb")
+    assert mlops_nb("run", "tiny.ipynb", "--store", store, cwd=tmp_path).returncode == 0
+    renamed = [*CELLS[:3], ("code", CELLS[3][1].replace("%%step load", "%%step loading")), *CELLS[4:6]]
+    write_notebook(tmp_path / "tiny.ipynb", renamed)  # load renamed, report deleted
+    run = mlops_nb("run", "tiny.ipynb", "--store", store, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert summary_rows(run.stdout) == {"loading": "ran", "scaled": "cached", "squares": "cached"}
+
+
+def test_a_redefined_step_keeps_its_place_and_options_name_it_anywhere(tmp_path: Path) -> None:
+    cells = [
+        ("code", "%%step --no-cache load\nnumbers = [1, 2]"),
+        ("code", "%%step --no-cache double --needs load\ndoubled = [2 * n for n in numbers]"),
+        ("code", "%%step --no-cache load\nnumbers = [1, 2, 3]"),
+    ]
+    write_notebook(tmp_path / "redefine.ipynb", cells)
+    run = mlops_nb("run", "redefine.ipynb", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert list(summary_rows(run.stdout)) == ["load", "double"]
+
+
+def test_a_set_up_cell_importing_what_a_step_imports_still_runs(tmp_path: Path) -> None:
+    cells = [("code", "import math\nN = 3"), ("code", "%%step roots\nimport math\nroots = [math.sqrt(i) for i in range(N)]")]
+    write_notebook(tmp_path / "imports.ipynb", cells)
+    run = mlops_nb("run", "imports.ipynb", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "ran 1 set-up cells" in run.stderr
+
+
+def test_step_mistakes_in_a_notebook_name_the_cell(tmp_path: Path) -> None:
+    cases = {
+        "%%step scaled --needs lod\nscaled = [n * RATE for n in numbers]": "%%step cell 5 of bad.ipynb: Step 'scaled' needs 'lod'",
+        "%%step scaled --bogus\nscaled = 1": "%%step cell 5 of bad.ipynb: unrecognized arguments: --bogus",
+        "%%step scaled\nscaled = (": "%%step cell 5 of bad.ipynb: ",
+    }
+    for cell, message in cases.items():
+        write_notebook(tmp_path / "bad.ipynb", [*CELLS[:4], ("code", cell)])
+        run = mlops_nb("run", "bad.ipynb", "--store", str(tmp_path / "s"), cwd=tmp_path)
+        assert run.returncode == 2, run.stderr
+        assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_ipython_syntax_inside_a_step_works_headless(tmp_path: Path) -> None:
+    cells = [("code", "%%step timed\n%time total = sum(range(10))")]
+    write_notebook(tmp_path / "magic.ipynb", cells)
+    run = mlops_nb("run", "magic.ipynb", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert summary_rows(run.stdout) == {"timed": "ran"}
+
+
+def test_an_mlops_nb_error_inside_a_step_is_a_failed_step(tmp_path: Path) -> None:
+    cells = [("code", "%%step features\nimport mlops_nb\nview = mlops_nb.FeatureStore().get_view('typo')")]
+    write_notebook(tmp_path / "inner.ipynb", cells)
+    run = mlops_nb("run", "inner.ipynb", "--store", str(tmp_path / "s"), cwd=tmp_path)
+    assert run.returncode == 1
+    assert summary_rows(run.stdout) == {"features": "failed"}
+    assert "mlops-nb: step 'features' failed: UnknownViewError" in run.stderr
+
+
+def test_two_notebooks_opened_in_one_process_get_their_own_pipelines(tmp_path: Path) -> None:
+    write_notebook(tmp_path / "first.ipynb", [("code", "%%step one\none = 1")])
+    write_notebook(tmp_path / "second.ipynb", [("code", "%%step two\ntwo = 2")])
+    script = (
+        "from mlops_nb.headless import open_notebook\n"
+        "for name in ('first', 'second'):\n"
+        "    print(open_notebook(name + '.ipynb').describe())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "MLOPS_NB_HOME": str(tmp_path / "s")})
+    assert run.returncode == 0, run.stderr
+    assert "pipeline 'first' has 1 step" in run.stdout and "pipeline 'second' has 1 step" in run.stdout

@@ -80,22 +80,48 @@ def test_a_second_dask_run_restores_instead_of_running(dask: DaskExecutor, store
     assert pipe.namespace["total"] == 3 * 45 + 55
 
 
-def test_independent_steps_are_in_flight_together(dask: DaskExecutor, store: Store) -> None:
+def test_independent_steps_run_at_the_same_time_on_two_workers(dask: DaskExecutor, store: Store) -> None:
     started: list[str] = []
 
     class Order(RunObserver):
         def step_started(self, step: str) -> None:
             started.append(step)
 
-    pipe = branchy(store)
+    pipe = Pipeline("siblings", store)
+    pipe.define_cell("load", "raw = list(range(10))")
+    pipe.define_cell("left", "import time\ntime.sleep(0.5)\nleft = sum(raw)")
+    pipe.define_cell("right", "import time\ntime.sleep(0.5)\nright = max(raw)")
     pipe.observers.append(Order())
     collector = ReportCollector()
     pipe.observers.append(collector)
     pipe.run(executor=dask)
-    # left and right are both handed to the cluster as soon as load is done, before either ends.
-    assert started[0] == "load" and set(started[1:3]) == {"left", "right"} and started[3] == "join"
-    assert [r.step for r in collector.reports][0] == "load"
-    assert {r.action for r in collector.reports} == {"ran"}
+    # Both are handed over as soon as load is done, before either ends.
+    assert started == ["load", "left", "right"]
+    report = {r.step: r for r in collector.reports}
+    left, right = report["left"], report["right"]
+    assert left.worker != right.worker
+    assert max(left.finished - left.seconds, right.finished - right.seconds) < min(left.finished, right.finished)
+
+
+def test_needs_orders_steps_that_share_no_variable(dask: DaskExecutor, store: Store, tmp_path: Path) -> None:
+    marker = tmp_path / "written.txt"
+    pipe = Pipeline("files", store, namespace={"path": str(marker)})
+    pipe.define_cell("write", "import pathlib, time\ntime.sleep(0.3)\npathlib.Path(path).write_text('done')")
+    pipe.define_cell("read", "import pathlib\ntext = pathlib.Path(path).read_text()", needs=["write"])
+    assert pipe.run(executor=dask)["text"] == "done"
+
+
+def test_a_sibling_of_a_failing_step_still_finishes(dask: DaskExecutor, store: Store) -> None:
+    pipe = Pipeline("siblings", store)
+    pipe.define_cell("load", "raw = list(range(10))")
+    pipe.define_cell("slow", "import time\ntime.sleep(0.5)\nslow = sum(raw)")
+    pipe.define_cell("bad", "bad = 1 / 0")
+    collector = ReportCollector()
+    pipe.observers.append(collector)
+    with pytest.raises(ZeroDivisionError):
+        pipe.run(executor=dask)
+    assert {r.step: r.action for r in collector.reports} == {"load": "ran", "slow": "ran", "bad": "failed"}
+    assert pipe.namespace["slow"] == 45
 
 
 def test_a_failing_step_is_reported_with_its_traceback(dask: DaskExecutor, store: Store) -> None:
@@ -129,8 +155,17 @@ def test_function_steps_travel_to_the_workers(dask: DaskExecutor, store: Store) 
     assert list(outputs) == ["ordered"]
 
 
-def test_a_string_executor_starts_and_stops_its_own_cluster(store: Store) -> None:
+def test_a_string_executor_starts_and_stops_its_own_cluster(store: Store, monkeypatch: Any) -> None:
+    closed: list[DaskExecutor] = []
+    close = DaskExecutor.close
+
+    def spy(self: DaskExecutor) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(DaskExecutor, "close", spy)
     assert branchy(store).run(executor="dask")["total"] == 145
+    assert len(closed) == 1 and closed[0]._cluster is None
 
 
 def test_an_input_that_cannot_travel_is_named(dask: DaskExecutor, store: Store) -> None:
@@ -158,14 +193,16 @@ def test_pipeline_run_magic_on_dask(nb: Any, tmp_path: Path, capsys: Any) -> Non
     for name, code in BRANCHES.items():
         nb.ok(f"%%step {name}\n{code}")
     capsys.readouterr()
-    nb.ok("%pipeline run --executor dask --force")
-    out = capsys.readouterr().out
-    assert out.count("left on a worker") == 1
-    assert "✓ left: ran in" in out and "✓ join: ran in" in out
-    nb.ok("%pipeline run --executor dask")  # the same cluster, kept for the session
-    assert capsys.readouterr().out.count("up to date, cached") == 4
-    assert nb.ns["total"] == 145
-    error = nb.error("%pipeline status --executor dask")
-    assert "--executor only applies to %pipeline run" in str(error)
-    for executor in nb.shell.magics_manager.registry["StepMagics"]._executors.values():
-        executor.close()
+    try:
+        nb.ok("%pipeline run --executor dask --force")
+        out = capsys.readouterr().out
+        assert out.count("left on a worker") == 1
+        assert "✓ left: ran in" in out and "✓ join: ran in" in out
+        nb.ok("%pipeline run --executor dask")  # the same cluster, kept for the session
+        assert capsys.readouterr().out.count("up to date, cached") == 4
+        assert nb.ns["total"] == 145
+        error = nb.error("%pipeline status --executor dask")
+        assert "--executor only applies to %pipeline run" in str(error)
+    finally:
+        for executor in nb.shell.magics_manager.registry["StepMagics"]._executors.values():
+            executor.close()

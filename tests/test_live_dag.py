@@ -116,3 +116,18 @@ def test_run_progress_leaves_no_observer_behind(tmp_path: Any) -> None:
     with pytest.raises(ZeroDivisionError):
         pipe.run(progress=True)
     assert pipe.observers == []
+
+
+def test_a_step_that_cannot_start_is_shown_failed_and_only_this_run_counts(tmp_path: Any) -> None:
+    pipe = Pipeline("p", Store(tmp_path / "s"))
+    pipe.define_cell("load", "raw = 1")
+    pipe.define_cell("bad", "scaled = rate * raw")
+    pipe.namespace["rate"] = 2
+    pipe.run()
+    del pipe.namespace["rate"]  # a plain-cell value gone, as after a restart
+    live = LiveDag(pipe)
+    with pytest.raises(Exception, match="reads 'rate'"):
+        pipe.run(force=True)
+    assert live.view.state["bad"] == "failed" and live.message.value == "failed: bad"
+    pipe.run("load")
+    assert live.message.value == "done"

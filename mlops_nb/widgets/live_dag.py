@@ -43,6 +43,7 @@ class LiveDag(RunObserver):
             [self.graph, widgets.HBox([self.progress, self.message]), self.picker, self.details]
         )
         self.widget.add_class("mlops-nb-live-dag")
+        self.failed: list[str] = []  # in the current run, for its final message
         self.picker.observe(lambda _: self._show_details(), names="value")
         # One live view per pipeline: an older one would keep redrawing a cell nobody watches.
         pipeline.observers[:] = [o for o in pipeline.observers if not isinstance(o, LiveDag)]
@@ -63,6 +64,7 @@ class LiveDag(RunObserver):
         self.view = DagView(self.pipeline, direction=self.view.direction)  # steps may have changed
         self.picker.options = self.view.steps
         self.progress.max, self.progress.value = max(len(steps), 1), 0
+        self.failed = []
         self.message.value = f"running {len(steps)} step{'s' * (len(steps) != 1)}"
         self._redraw()
 
@@ -77,14 +79,15 @@ class LiveDag(RunObserver):
         if report.step not in self.view.state:
             self._add_new_steps()
         self.view.state[report.step] = report.action
+        if report.action == "failed":
+            self.failed.append(report.step)
         self.view.seconds[report.step] = report.seconds
         self.progress.value = min(self.progress.value + 1, self.progress.max)
         self.message.value = f"{report.step} {report.action} in {report.seconds:.2f} s"
         self._redraw()
 
     def run_finished(self) -> None:
-        failed = [n for n, state in self.view.state.items() if state == "failed"]
-        self.message.value = f"failed: {', '.join(failed)}" if failed else "done"
+        self.message.value = f"failed: {', '.join(self.failed)}" if self.failed else "done"
 
     def _add_new_steps(self) -> None:
         """A ``%%step`` cell added a step since the view was drawn: redraw, keeping live states."""
