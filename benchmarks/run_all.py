@@ -20,6 +20,7 @@ BENCHMARKS = [
     "bench_hashing.py",
     "bench_edit_last_step.py",
     "bench_pit_join.py",
+    "bench_dask_executor.py",
 ]
 
 
