@@ -174,13 +174,12 @@ def test_live_dag_shows_every_step_in_a_final_state(
 
 def test_store_browser_shows_its_tabs_and_the_pipeline(quickstart: NotebookRun, artifacts: Path) -> None:
     page = quickstart.page
-    browser = page.locator(".jp-Notebook .mlops-nb-store-browser").last
-    browser.wait_for(timeout=WIDGET_TIMEOUT * 1000)
-    tabs = browser.locator(".lm-TabBar-tabLabel").all_inner_texts()
-    assert tabs == ["Pipelines", "Feature views", "Transforms"]
-    assert PIPELINE in browser.locator("select").first.input_value()
     cell = _cell_with(page, ".mlops-nb-store-browser")
-    _scroll_to_top(cell)
+    _scroll_to_top(cell)  # a notebook lays out only the cells in view
+    browser = cell.locator(".mlops-nb-store-browser")
+    tabs = browser.locator(".lm-TabBar-tabLabel").all_text_contents()
+    assert tabs == ["Pipelines", "Feature views", "Transforms"]
+    assert browser.locator("select").first.input_value() == PIPELINE
     cell.screenshot(path=artifacts / "store-browser.png")
 
 
