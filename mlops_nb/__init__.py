@@ -12,6 +12,7 @@ from .errors import (
     AmbiguousProducerError,
     CorruptObjectError,
     CycleError,
+    DiskFullError,
     InvalidNameError,
     MissingInputError,
     MlopsNbError,
@@ -21,6 +22,7 @@ from .errors import (
     UnhashableValueError,
     UnknownStepError,
     UnstorableValueError,
+    ValueTooLargeError,
 )
 from .executors import DaskExecutor
 from .features import FeatureStore, FeatureValidationError, FeatureView, UnknownViewError
@@ -44,6 +46,7 @@ __all__ = [
     "CorruptObjectError",
     "CycleError",
     "DaskExecutor",
+    "DiskFullError",
     "FeatureStore",
     "FeatureValidationError",
     "FeatureView",
@@ -66,6 +69,7 @@ __all__ = [
     "UnknownViewError",
     "UnstorableValueError",
     "UntrustedTypesError",
+    "ValueTooLargeError",
     "load_ipython_extension",
     "pipeline",
     "step",

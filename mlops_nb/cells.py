@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass
 
 from .errors import StepSyntaxError
@@ -46,7 +47,13 @@ def parse(code: str, filename: str = "<cell>") -> ast.Module:
     'Assign'
     """
     try:
-        return ast.parse(code, filename=filename)
+        tree = ast.parse(code, filename=filename)
+        # Compiling finds what parsing lets through: `return`, `await` or `nonlocal` at top level.
+        # Its warnings (e.g. `x is 1`) are left for the run of the code to show, once.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(tree, filename, "exec", dont_inherit=True)
+        return tree
     except SyntaxError as error:
         raise StepSyntaxError(
             f"{error.msg} in {filename}. Fix the code and run the cell again.",

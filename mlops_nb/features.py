@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import lineage
-from .errors import MlopsNbError, did_you_mean, validate_name
+from .errors import MlopsNbError, UnstorableValueError, did_you_mean, validate_name
 from .store import Store
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ __all__ = [
     "FeatureValidationError",
 ]
 
+# Columns the stored parts add to the data: a user's column must not be called that.
+_RESERVED = frozenset({"_event_ts", "_created_ts", "_part", "_row"})
 # Most ingests are small enough that this many parts per view version never bites; it keeps the
 # list of files one query opens reasonable.
 MAX_PARTS = 10_000
@@ -146,6 +149,19 @@ class _Versioned:
         return None if self.view.ttl is None else _micros(self.view.ttl)
 
 
+@dataclass
+class _Part:
+    """One ingest, ready to be listed: its rows are already stored as a Parquet file."""
+
+    view: FeatureView  # with the schema inferred from this data, when the view had none
+    inferred: bool
+    number: int
+    frame: pd.DataFrame
+    losers: list[tuple[int, int]]
+    sha256: str
+    latest: list[tuple[str, str, int, str]]  # per entity: key, sort key, event µs, features
+
+
 class FeatureStore:
     """Feature views kept in the local store: Parquet parts offline, SQLite rows online.
 
@@ -202,21 +218,22 @@ class FeatureStore:
         the current version; changing entities, timestamps or the schema of a view that already
         has data creates a new version (the old ones stay readable).
         """
-        current = self._current(view.name, missing_ok=True)
-        if current is None:
-            self._save_view(view, 1)
-            return 1
-        old = current.view
-        if view.schema is None and old.schema is not None:
-            view = replace(view, schema=old.schema)
-        if view == old:
-            return current.version
-        structural = (view.entities, view.timestamp, view.created, view.schema)
-        if structural == (old.entities, old.timestamp, old.created, old.schema) or not current.parts:
-            self._save_view(view, current.version)
-            return current.version
-        self._save_view(view, current.version + 1)
-        return current.version + 1
+        with self.store.transaction():  # decided on the latest state: kernels apply one at a time
+            current = self._load_view(view.name, None, missing_ok=True)
+            if current is None:
+                self._save_view(view, 1)
+                return 1
+            old = current.view
+            if view.schema is None and old.schema is not None:
+                view = replace(view, schema=old.schema)
+            if view == old:
+                return int(current.version)
+            structural = (view.entities, view.timestamp, view.created, view.schema)
+            if structural == (old.entities, old.timestamp, old.created, old.schema) or not current.parts:
+                self._save_view(view, current.version)
+                return int(current.version)
+            self._save_view(view, current.version + 1)
+            return int(current.version) + 1
 
     def _save_view(self, view: FeatureView, version: int) -> None:
         with self.store.transaction() as db:
@@ -300,63 +317,97 @@ class FeatureStore:
         import pandas as pd
 
         started = time.perf_counter()
-        current = self._current(view_name)
-        view: FeatureView = current.view
+        self._current(view_name)
         if not isinstance(df, pd.DataFrame):
             raise FeatureValidationError(
                 f"ingest() takes a pandas DataFrame, got {type(df).__qualname__}."
             )
+        # The part number, the tie losers and a schema inferred from this data depend on the parts
+        # committed before. They are worked out without holding the catalog's write lock (a big
+        # ingest takes a while; other kernels keep committing) and committed only if no other
+        # ingest came in between. Else they are worked out again, holding the lock this time.
+        locked = False
+        while True:
+            with self.store.transaction() if locked else contextlib.nullcontext():
+                state = self._ingest_state(view_name)
+                current = self._load_view(view_name, None, missing_ok=False)
+                part = self._prepare_part(current, df)
+                with self.store.transaction() as db:
+                    if self._ingest_state(view_name) != state:  # another kernel ingested meanwhile
+                        locked = True  # (the part stored for nothing goes to gc)
+                        continue
+                    updated = self._commit_part(db, current, part)
+                frame = part.frame
+                return IngestReport(
+                    view_name, current.version, part.number, len(frame), len(part.latest),
+                    frame["_event_ts"].min(), frame["_event_ts"].max(), updated,
+                    time.perf_counter() - started,
+                )  # fmt: skip
+
+    def _prepare_part(self, current: _Versioned, df: pd.DataFrame) -> _Part:
+        """Validate the data, find its tie losers and store its Parquet file (not yet listed)."""
+        view: FeatureView = current.view
         if len(current.parts) >= MAX_PARTS:
             raise FeatureValidationError(
-                f"Feature view {view_name!r} v{current.version} has {MAX_PARTS} parts, the most "
+                f"Feature view {view.name!r} v{current.version} has {MAX_PARTS} parts, the most "
                 f"one version holds. Ingest larger batches, or re-apply the view with a changed "
                 f"schema to start a new version."
             )
         frame, schema = _validated(view, df)
         if current.parts:
-            self._check_key_types(view, current, frame)
-        if view.schema is None:
+            self._check_types(view, current, frame)
+        inferred = view.schema is None
+        if inferred:
             view = replace(view, schema=schema)
-            self._save_view(view, current.version)
-        part = len(current.parts) + 1
+        number = current.parts[-1][0] + 1 if current.parts else 1
         frame = frame.reset_index(drop=True)
-        frame["_part"] = part
+        frame["_part"] = number
         frame["_row"] = range(len(frame))
         losers = self._tie_losers(view, current, frame)
         try:
             ref = self.store.put(
-                frame.reset_index(drop=True), label=f"part {part} of view {view_name!r}",
-                inline=False, serializer="parquet",
+                frame, label=f"part {number} of view {view.name!r}", inline=False,
+                serializer="parquet",
             )  # fmt: skip
-        except MlopsNbError as error:
+        except UnstorableValueError as error:
             raise FeatureValidationError(
-                f"Cannot ingest into {view_name!r}: the data cannot be written as Parquet ({error}). "
+                f"Cannot ingest into {view.name!r}: the data cannot be written as Parquet ({error}). "
                 f"Give each column one type, e.g. df[col].astype('boolean') or .astype(str)."
             ) from None
-        latest = _latest_per_entity(frame, view)
-        first, last = frame["_event_ts"].min(), frame["_event_ts"].max()
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT INTO feature_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (view_name, current.version, part, ref.sha256, len(frame), str(first), str(last), time.time()),
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO feature_losers VALUES (?, ?, ?, ?)",
-                [(view_name, current.version, p, r) for p, r in losers],
-            )
-            before = db.total_changes
-            db.executemany(  # an older value never overwrites a newer one
-                "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (view, version, entity) DO UPDATE SET sort_key = excluded.sort_key, "
-                "event_us = excluded.event_us, features = excluded.features "
-                "WHERE excluded.sort_key > online_features.sort_key",
-                [(view_name, current.version, *row) for row in latest],
-            )
-            updated = db.total_changes - before
-        return IngestReport(
-            view_name, current.version, part, len(frame), len(latest), first, last, updated,
-            time.perf_counter() - started,
+        return _Part(view, inferred, number, frame, losers, ref.sha256, _latest_per_entity(frame, view))
+
+    def _commit_part(self, db: Any, current: _Versioned, part: _Part) -> int:
+        """List the part, its tie losers and its online values; return how many online rows changed."""
+        name, version, frame = part.view.name, current.version, part.frame
+        if part.inferred:
+            self._save_view(part.view, version)
+        db.execute(
+            "INSERT INTO feature_parts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, version, part.number, part.sha256, len(frame), str(frame["_event_ts"].min()),
+             str(frame["_event_ts"].max()), time.time()),
         )  # fmt: skip
+        db.executemany(
+            "INSERT OR IGNORE INTO feature_losers VALUES (?, ?, ?, ?)",
+            [(name, version, p, r) for p, r in part.losers],
+        )
+        before = db.total_changes
+        db.executemany(  # an older value never overwrites a newer one
+            "INSERT INTO online_features VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (view, version, entity) DO UPDATE SET sort_key = excluded.sort_key, "
+            "event_us = excluded.event_us, features = excluded.features "
+            "WHERE excluded.sort_key > online_features.sort_key",
+            [(name, version, *row) for row in part.latest],
+        )
+        return int(db.total_changes - before)
+
+    def _ingest_state(self, name: str) -> list[tuple[Any, ...]]:
+        """What an ingest builds on: the view's latest version, its definition and its last part."""
+        return self.store.query(
+            "SELECT version, definition, (SELECT MAX(part) FROM feature_parts p "
+            "WHERE p.view = v.name AND p.version = v.version) FROM feature_views v "
+            "WHERE name = ? ORDER BY version DESC LIMIT 1",
+            (name,),
+        )
 
     def _losers(self, name: str, version: int) -> pd.DataFrame:
         import pandas as pd
@@ -383,7 +434,7 @@ class FeatureStore:
         if not current.parts:
             return losers
         fresh = ordered.loc[~beaten]
-        paths = [str(self.store.object_path(sha, ".parquet")) for _, sha in current.parts]
+        paths = self._parts_paths(view.name, current)
         on = " AND ".join(f"f.{_quote(k)} = n.{_quote(k)}" for k in keys)
         with duckdb.connect() as connection:
             connection.register("fresh", fresh)
@@ -402,19 +453,33 @@ class FeatureStore:
         losers += [(int(p), int(r)) for p, r in both.loc[beaten, ["_part", "_row"]].to_numpy()]
         return losers
 
-    def _check_key_types(self, view: FeatureView, current: _Versioned, frame: pd.DataFrame) -> None:
-        """Keys must keep the type they had: a join cannot match 1 with "1"."""
+    def _check_types(self, view: FeatureView, current: _Versioned, frame: pd.DataFrame) -> None:
+        """Keys must keep the type they had (a join cannot match 1 with "1"), and so must columns
+        of Python objects (lists, bytes...): every part of a view is read as one table."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        stored = pq.read_schema(self.store.object_path(current.parts[-1][1], ".parquet"))
+        stored = pq.read_schema(self._parts_paths(view.name, current)[-1])
         for key in view.entities:
             before, now = stored.field(key).type, pa.Array.from_pandas(frame[key]).type
-            if before != now and not (pa.types.is_integer(before) and pa.types.is_integer(now)):
+            if _arrow_kind(before) != _arrow_kind(now):
                 raise FeatureValidationError(
                     f"Cannot ingest into {view.name!r}: entity column {key!r} holds {now} values "
                     f"but earlier ingests stored {before}. Convert it, e.g. "
-                    f"df[{key!r}].astype({'str' if pa.types.is_string(before) or pa.types.is_large_string(before) else 'int'})."
+                    f"df[{key!r}].astype({'str' if _arrow_kind(before) == 'string' else 'int'})."
+                )
+        for column in view.features:
+            if frame[column].dtype != object or stored.get_field_index(column) < 0:
+                continue
+            try:
+                before, now = stored.field(column).type, pa.Array.from_pandas(frame[column]).type
+            except pa.ArrowException:
+                continue  # not one type at all: writing the part says so
+            if _arrow_kind(before) != _arrow_kind(now) and pa.null() not in (before, now):
+                raise FeatureValidationError(
+                    f"Cannot ingest into {view.name!r}: column {column!r} holds {now} values but "
+                    f"earlier ingests stored {before}. Give it values of the same kind, or apply "
+                    f"the view with a new schema to start a new version."
                 )
 
     # -- reading -------------------------------------------------------------------------------
@@ -423,7 +488,10 @@ class FeatureStore:
         import pandas as pd
 
         current = self._current(view, version)
-        frames = [self.store.get(sha, label=f"part {p} of view {view!r}") for p, sha in current.parts]
+        frames = [
+            self.store.get(sha, label=f"part {p} of view {view!r}", expect="parquet")
+            for p, sha in current.parts
+        ]
         columns = [*current.view.entities, current.view.timestamp]
         created = [current.view.created] if current.view.created else []
         if not frames:
@@ -459,13 +527,24 @@ class FeatureStore:
             )
         return pd.DataFrame(rows).set_index("feature")
 
+    def parquet_files(self, view: str, version: int | None = None) -> list[str]:
+        """The Parquet files of a view version, checked against their checksums, in ingestion order.
+
+        For engines that read Parquet themselves, e.g. ``dask.dataframe.read_parquet(files)`` for
+        larger-than-memory work. Rows are as ingested: the event time is in ``_event_ts`` and the
+        store's own columns start with ``_``; rows that lost a tie on (entity, event time) are
+        still there, so use :meth:`get_historical_features` for point-in-time training sets.
+        """
+        return self._parts_paths(view, self._current(view, version))
+
     def _parts_paths(self, name: str, current: _Versioned) -> list[str]:
         """Paths of a version's Parquet parts, each checked against its checksum once per session."""
         paths = []
         for part, sha256 in current.parts:
             path = self.store.object_path(sha256, ".parquet")
             if sha256 not in self._verified:
-                self.store.verify(sha256, label=f"part {part} of view {name!r}", fast=True)
+                label = f"part {part} of view {name!r}"
+                self.store.verify(sha256, label=label, fast=True, expect="parquet")
                 self._verified.add(sha256)
             paths.append(str(path))
         return paths
@@ -658,13 +737,13 @@ def _parse_duration(value: Any) -> Any:
 
     units = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours",
              "d": "days", "day": "days", "days": "days", "w": "weeks"}  # fmt: skip
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", value)
-        if match and match.group(2).lower() in units:
-            return pd.Timedelta(**{units[match.group(2).lower()]: float(match.group(1))})
-    try:
+    try:  # a duration too long for a Timedelta (OutOfBoundsTimedelta is a ValueError) is not one
+        if isinstance(value, str):
+            match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]+)\s*", value)
+            if match and match.group(2).lower() in units:
+                return pd.Timedelta(**{units[match.group(2).lower()]: float(match.group(1))})
         return pd.Timedelta(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return pd.NaT
 
 
@@ -677,7 +756,7 @@ def _as_array(values: list[Any], dtype: str) -> Any:
         return np.array([np.nan if v is None else v for v in values], dtype=float)
     if kind in "iub" and None not in values:
         return np.array(values, dtype=dtype)
-    return np.array(values, dtype=object)
+    return np.fromiter(values, dtype=object, count=len(values))  # a list value stays one cell
 
 
 def _frame(columns: dict[str, Any]) -> pd.DataFrame:
@@ -685,11 +764,7 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
-    arrays = [
-        value if isinstance(value, np.ndarray)
-        else np.array(value, dtype=np.int64 if all(type(v) is int for v in value) else object)
-        for value in columns.values()
-    ]  # fmt: skip
+    arrays = [v if isinstance(v, np.ndarray) else _key_array(v) for v in columns.values()]
     build = getattr(pd.DataFrame, "_from_arrays", None)
     if build is None:  # not in every pandas version: the public constructor is slower, not wrong
         return pd.DataFrame(dict(zip(columns, arrays)))
@@ -698,6 +773,29 @@ def _frame(columns: dict[str, Any]) -> pd.DataFrame:
         arrays, columns=pd.Index(list(columns)), index=pd.RangeIndex(length),
         verify_integrity=False,
     )  # fmt: skip
+
+
+def _arrow_kind(type_: Any) -> str:
+    """An Arrow type, up to what joins and unions of Parquet files ignore (int widths, string sizes)."""
+    import pyarrow as pa
+
+    if pa.types.is_integer(type_):
+        return "integer"
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return "string"
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):  # Parquet renames the item field
+        return f"list<{_arrow_kind(type_.value_type)}>"
+    return str(type_)
+
+
+def _key_array(values: list[Any]) -> Any:
+    """Entity keys as given: int64 when they are ints that fit, else objects (never text)."""
+    import numpy as np
+
+    if all(type(v) is int for v in values):
+        with contextlib.suppress(OverflowError):
+            return np.array(values, dtype=np.int64)
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def _micros(duration: Any) -> int:
@@ -764,6 +862,12 @@ def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
     import pandas as pd
 
     required = [*view.entities, view.timestamp, *([view.created] if view.created else [])]
+    if isinstance(df.columns, pd.MultiIndex):
+        raise FeatureValidationError(
+            f"Cannot ingest into {view.name!r}: the data has column levels {df.columns.names}; "
+            f"give it one level of names, e.g. "
+            f"df.columns = ['_'.join(map(str, c)) for c in df.columns]."
+        )
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise FeatureValidationError(
@@ -771,6 +875,23 @@ def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
             f"entities {list(view.entities)} and timestamp {view.timestamp!r}"
             + (f" and created {view.created!r}" if view.created else "")
             + f"; the data has {list(map(str, df.columns))}."
+        )
+    twice = list(dict.fromkeys(df.columns[df.columns.duplicated()]))
+    if twice:
+        raise FeatureValidationError(
+            f"Cannot ingest into {view.name!r}: the data has several columns named {twice}. "
+            f"Give each column its own name, or drop the copies: df.loc[:, ~df.columns.duplicated()]."
+        )
+    reserved = [c for c in df.columns if c in _RESERVED]
+    if reserved:
+        raise FeatureValidationError(
+            f"Cannot ingest into {view.name!r}: the column name(s) {reserved} are used by the "
+            f"feature store itself. Rename them, e.g. df.rename(columns={{{reserved[0]!r}: "
+            f"{reserved[0].lstrip('_')!r}}})."
+        )
+    if not len(df):
+        raise FeatureValidationError(
+            f"Cannot ingest into {view.name!r}: the data has no rows. Ingest at least one row."
         )
     for key in view.entities:
         nulls = df[key].isna()
@@ -780,9 +901,20 @@ def _validated(view: FeatureView, df: pd.DataFrame) -> tuple[pd.DataFrame, dict[
                 f"{int(nulls.sum())} row(s), e.g. rows {df.index[nulls][:3].tolist()}. Every row "
                 f"needs its key: drop or fill those rows."
             )
+        # Keys are joined on and looked up as JSON text: only integers and strings do both exactly.
+        kind = pd.api.types.infer_dtype(df[key], skipna=False)
+        if kind not in ("integer", "string"):
+            raise FeatureValidationError(
+                f"Cannot ingest into {view.name!r}: entity column {key!r} holds {kind} values "
+                f"({df[key].dtype}), but keys must be integers or strings. Convert it, e.g. "
+                f"df[{key!r}].astype(str)."
+            )
     features = [c for c in df.columns if c not in required]
-    if any(not isinstance(c, str) for c in features):
-        raise FeatureValidationError(f"Feature column names must be strings; got {features!r}.")
+    if any(not isinstance(c, str) or not c for c in features):  # a feature is asked for by name
+        raise FeatureValidationError(
+            f"Feature column names must be non-empty strings; got {features!r}. Rename them, "
+            f"e.g. df.columns = [str(c) or 'unnamed' for c in df.columns]."
+        )
     if view.schema is not None:
         extra = [c for c in features if c not in view.schema]
         absent = [c for c in view.schema if c not in features]
@@ -838,10 +970,45 @@ def _latest_per_entity(frame: pd.DataFrame, view: FeatureView) -> list[tuple[str
     created_us = latest["_created_ts"].astype("int64").to_numpy()
     part = int(frame["_part"].iloc[0])
     features = view.features or [c for c in frame.columns if not c.startswith("_") and c not in view.entities]
-    # pandas writes the JSON of every row in one call (NaN and None become null)
-    values = latest[features].to_json(orient="records", lines=True, date_format="iso").splitlines()
+    values = _rows_as_json(latest[features])
     keys = latest[list(view.entities)].itertuples(index=False, name=None)
     return [
         (_entity_key(key), f"{int(ev) + 2**62:016x}{int(cr) + 2**62:016x}{part:08x}", int(ev), text)
         for key, ev, cr, text in zip(keys, event_us, created_us, values)
     ]
+
+
+def _rows_as_json(frame: pd.DataFrame) -> list[str]:
+    """One JSON object per row; NaN and None become null, values JSON cannot hold their text.
+
+    pandas writes every row in one call but rounds floats to 10 digits, so float columns are
+    written with ``repr``, which reads back as exactly the same number: online equals offline.
+    """
+    import numpy as np
+
+    floats = [column for column in frame.columns if frame[column].dtype.kind == "f"]
+    others = frame.drop(columns=floats)
+    if not others.shape[1]:
+        rest = ["{}"] * len(frame)
+    else:
+        try:
+            rest = others.to_json(
+                orient="records", lines=True, date_format="iso", default_handler=str
+            ).splitlines()
+        except (ValueError, OverflowError):  # e.g. bytes that are not UTF-8: one row at a time
+            rest = [json.dumps(row, default=str) for row in others.to_dict("records")]
+    exact = [
+        [
+            repr(v) if math.isfinite(v) else "null" if v != v else json.dumps(v)
+            for v in frame[column].to_numpy(dtype="float64", na_value=np.nan).tolist()
+        ]
+        for column in floats
+    ]
+    names = [json.dumps(column) + ":" for column in floats]
+    rows = []
+    for number, line in enumerate(rest):
+        fields = [name + values[number] for name, values in zip(names, exact)]
+        if line != "{}":
+            fields.append(line[1:-1])
+        rows.append("{" + ",".join(fields) + "}")
+    return rows

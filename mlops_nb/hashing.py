@@ -34,7 +34,14 @@ def content_hash(value: Any) -> str:
     False
     """
     state = xxhash.xxh3_128()
-    _update(state, value)
+    try:
+        _update(state, value)
+    except RecursionError:
+        raise UnhashableValueError(
+            f"Cannot hash a {type(value).__qualname__} value: it is nested too deeply or contains "
+            f"itself (e.g. a list appended to itself). Steps fingerprint their inputs by content: "
+            f"flatten it, or keep it inside one step."
+        ) from None
     return state.hexdigest()
 
 
@@ -84,7 +91,11 @@ def _tag(state: Any, value: Any) -> None:
 
 def _update_scalar(state: Any, value: Any) -> None:
     _tag(state, value)
-    state.update(repr(value).encode("utf-8", "surrogatepass"))
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python converts to decimal: hex has no limit
+        text = hex(value)
+    state.update(text.encode("utf-8", "surrogatepass"))
     state.update(b"\x01")
 
 

@@ -76,8 +76,9 @@ def open_notebook(path: str | Path, shell: Any = None) -> NotebookPipeline:
     """
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
-    from IPython.core.magic_arguments import parse_argstring
     from IPython.utils.capture import capture_output
+
+    from .magics import parse_options
 
     path = Path(path)
     cells = _cells(path)
@@ -95,7 +96,7 @@ def open_notebook(path: str | Path, shell: Any = None) -> NotebookPipeline:
         if cell["source"].lstrip().startswith("%%step") and "raises-exception" not in tags:
             line, _, body = cell["source"].lstrip()[len("%%step"):].partition("\n")
             try:
-                steps[parse_argstring(magics.step, line).name] = (number, line, body)
+                steps[parse_options(magics.step, line).name] = (number, line, body)
             except UsageError as error:
                 raise MlopsNbError(f"%%step cell {number} of {path.name}: {error}") from None
     bodies = []

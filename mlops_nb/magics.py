@@ -17,7 +17,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .errors import MlopsNbError
+from .errors import MlopsNbError, validate_name
 from .executors import DaskExecutor, InProcessExecutor, Recording, resolve_executor, run_code
 from .observers import StatusLines
 from .pipeline import Pipeline, StepReport
@@ -144,7 +144,7 @@ class StepMagics(Magics):
 
     def define(self, line: str, cell: str) -> Any:
         """Add the ``%%step`` cell to the pipeline without running it; returns its parsed options."""
-        args = parse_argstring(self.step, line)
+        args = parse_options(self.step, line)
         code = self.kernel.transform_cell(cell)
         with _usage_errors():
             self.pipeline.define_cell(
@@ -173,7 +173,7 @@ class StepMagics(Magics):
     def pipeline_magic(self, line: str) -> Any:
         """Run, inspect, clear, switch or export the notebook's pipeline."""
         __tracebackhide__ = True  # noqa: F841
-        args = parse_argstring(self.pipeline_magic, line)
+        args = parse_options(self.pipeline_magic, line)
         with _usage_errors():
             if args.action == "run":
                 self._run(args.target, force=args.force, executor=_unquote(args.executor))
@@ -236,7 +236,9 @@ class StepMagics(Magics):
 
         from .features import FeatureStore, FeatureView, UnknownViewError
 
-        args = parse_argstring(self.features, line)
+        args = parse_options(self.features, line)
+        with _usage_errors():
+            validate_name(args.view, "feature view")  # before it names the cell's code
         value = run_code(self.kernel.transform_cell(cell), self.kernel.user_ns, f"<features {args.view}>")
         if not isinstance(value, pd.DataFrame):
             raise UsageError(
@@ -280,7 +282,9 @@ class StepMagics(Magics):
         __tracebackhide__ = True  # noqa: F841
         from .transforms import TransformRegistry
 
-        args = parse_argstring(self.transform, line)
+        args = parse_options(self.transform, line)
+        with _usage_errors():
+            validate_name(args.name, "transform")
         value = run_code(self.kernel.transform_cell(cell), self.kernel.user_ns, f"<transform {args.name}>")
         if value is None:
             raise UsageError(
@@ -310,7 +314,7 @@ class StepMagics(Magics):
         With --live, a widget that recolours each step as ``%pipeline run`` or a ``%%step`` cell
         runs it, with a progress bar and per-step times; pick a step to see its code and status.
         """
-        args = parse_argstring(self.dag, line)
+        args = parse_options(self.dag, line)
         from .display import DagView
 
         with _usage_errors():
@@ -331,6 +335,17 @@ class StepMagics(Magics):
         from .widgets.store_browser import StoreBrowser
 
         return StoreBrowser(self.pipeline.store)
+
+
+def parse_options(magic: Any, line: str) -> Any:
+    """``parse_argstring``, with an unclosed quote reported as bad usage, not a crash."""
+    try:
+        return parse_argstring(magic, line)
+    except ValueError as error:  # from shlex: "No closing quotation"
+        raise UsageError(
+            f"Cannot read the options {line.strip()!r}: {error}. Close the quote, e.g. "
+            f'--description "two words".'
+        ) from None
 
 
 @contextlib.contextmanager

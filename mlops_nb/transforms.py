@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import MlopsNbError, did_you_mean, validate_name
+from .errors import MlopsNbError, ValueTooLargeError, did_you_mean, validate_name
 from .store import Store
 
 if TYPE_CHECKING:
@@ -111,8 +111,16 @@ class TransformRegistry:
             raise TransformError(
                 f"Only scikit-learn estimators can be saved as transforms: {error}"
             ) from None
+        try:
+            data = skops.io.dumps(transformer)
+        except MemoryError:
+            raise ValueTooLargeError(
+                f"Cannot save transform {name!r} ({type(transformer).__name__}): there is not "
+                f"enough memory to write it, so nothing was saved. Free memory (del large values "
+                f"you no longer need) and save it again."
+            ) from None
         ref = self.store.put(  # a file of its own, so the artifact can be inspected or shipped
-            skops.io.dumps(transformer), label=f"transform {name!r}", serializer="bytes", inline=False
+            data, label=f"transform {name!r}", serializer="bytes", inline=False
         )
         record = {
             "type": f"{type(transformer).__module__}.{type(transformer).__qualname__}",
@@ -163,8 +171,16 @@ class TransformRegistry:
         import skops.io
 
         number, sha256, record = self._record(name, version)
-        data = self.store.get(sha256, label=f"transform {name!r} v{number}")  # checksum verified
-        needed = skops.io.get_untrusted_types(data=data)
+        # Checksum verified, and only ever the raw bytes of a skops file: never unpickled.
+        data = self.store.get(sha256, label=f"transform {name!r} v{number}", expect="bytes")
+        try:  # reads the file's table of contents; runs nothing
+            needed = skops.io.get_untrusted_types(data=data)
+        except Exception as error:  # noqa: BLE001 -- whatever the damage, the answer is the same
+            raise TransformError(
+                f"Transform {name!r} v{number} is not a readable skops file "
+                f"({type(error).__name__}: {error}), so it was not loaded. Save the transform "
+                f"again: registry.save({name!r}, ...)."
+            ) from None
         extra = set(trusted)
         refused = sorted(t for t in needed if t.split(".")[0] not in TRUSTED_MODULES and t not in extra)
         if refused:
@@ -173,7 +189,14 @@ class TransformRegistry:
                 f"and mlops_nb: {refused}. Loading runs their code, so it was refused. If you trust "
                 f"where this file came from, load it with trusted={refused!r}."
             )
-        transformer = skops.io.loads(data, trusted=list(needed))
+        try:
+            transformer = skops.io.loads(data, trusted=list(needed))
+        except Exception as error:  # noqa: BLE001 -- a damaged file, or one from other versions
+            raise TransformError(
+                f"Transform {name!r} v{number} could not be loaded from its skops file "
+                f"({type(error).__name__}: {error}). Fit it again and save it: "
+                f"registry.save({name!r}, ...)."
+            ) from None
         changed = {
             library: (saved, now)
             for library, saved in record["libraries"].items()

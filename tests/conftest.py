@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterator
+from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +74,47 @@ def nb(store_home: Path) -> Iterator[Notebook]:
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "api-store")
+
+
+# -- reliability tests: heavy variants, figures, fast writer processes ------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--heavy",
+        action="store_true",
+        help="Run the heavy reliability variants: more kills, more writer processes and more "
+        "generated cases (same as MLOPS_NB_HEAVY=1).",
+    )
+
+
+@pytest.fixture(scope="session")
+def heavy(request: pytest.FixtureRequest) -> bool:
+    """Whether to run the heavy variants of the reliability tests."""
+    return bool(request.config.getoption("--heavy")) or os.environ.get("MLOPS_NB_HEAVY") == "1"
+
+
+#: What the reliability tests measured (kills, processes, generated cases), shown after the run.
+FIGURES: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def figures() -> dict[str, str]:
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")
+
+
+@pytest.fixture(scope="session")
+def forkserver() -> ForkServerContext:
+    """Start writer processes in milliseconds: each is forked from a server that imported the
+    libraries once, never from this (multi-threaded) test process."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(
+        ["pytest", "numpy", "pandas", "pyarrow.parquet", "duckdb", "sklearn.preprocessing",
+         "skops.io", "cloudpickle", "mlops_nb.features", "mlops_nb.pipeline", "mlops_nb.transforms"]
+    )  # fmt: skip
+    return context

@@ -1154,3 +1154,19 @@ def test_a_tampered_part_is_refused_by_a_new_store_instance(tmp_path: Path, tamp
     assert str(path) in str(caught.value)
     with pytest.raises(CorruptObjectError, match="part 1 of view 'stats'"):
         FeatureStore(root).read("stats")
+
+
+def test_dask_reads_the_parquet_files_of_a_view(fs: FeatureStore) -> None:
+    import dask.dataframe as dd
+
+    fs.apply(FeatureView("trips", entities=["driver_id"], timestamp="event_ts"))
+    for day in ("2024-01-01", "2024-01-02"):
+        fs.ingest("trips", pd.DataFrame({
+            "driver_id": [1, 2, 1], "event_ts": pd.to_datetime([day] * 3), "km": [1.0, 2.0, 3.0],
+        }))  # fmt: skip
+    files = fs.parquet_files("trips")
+    assert len(files) == 2 and all(Path(f).is_relative_to(fs.store.root) for f in files)
+    lazy = dd.read_parquet(files).groupby("driver_id")["km"].mean()
+    assert lazy.compute().sort_index().to_dict() == {1: 2.0, 2: 2.0}
+    with pytest.raises(UnknownViewError, match="trip"):
+        fs.parquet_files("trip")

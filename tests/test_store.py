@@ -1,4 +1,5 @@
-"""The local store: serializers, checksums, names, the catalog, crashes and concurrent writers."""
+"""The local store: serializers, checksums, names and the catalog (crashes and concurrent
+writers: see test_reliability_crash.py and test_reliability_concurrency.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,9 @@ import contextlib
 import hashlib
 import os
 import pickle
-import random
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +33,6 @@ from mlops_nb.errors import MAX_NAME_LENGTH, validate_name
 from mlops_nb.hashing import content_hash
 from mlops_nb.store import INLINE_LIMIT, default_home
 from mlops_nb.store.catalog import SCHEMA_VERSION
-from mlops_nb.store.serializers import by_name
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -588,185 +581,3 @@ def test_the_default_home_follows_mlops_nb_home(
     monkeypatch.delenv("MLOPS_NB_HOME")
     monkeypatch.chdir(tmp_path)
     assert default_home() == Path(".mlops_nb")
-
-
-def test_threads_sharing_one_store_lose_nothing(store: Store) -> None:
-    refs: dict[tuple[int, int], Any] = {}
-
-    def write(thread: int) -> None:
-        for i in range(40):
-            value = np.full(9_000 if i % 10 == 0 else 3, thread * 1000 + i)
-            refs[thread, i] = store.put(value)
-
-    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(refs) == 160
-    for (thread, i), ref in refs.items():
-        assert store.get(ref.sha256)[0] == thread * 1000 + i
-
-
-# -- fault tests: a writer killed at random moments ------------------------------------------------------
-
-WRITER = """
-import sys
-import numpy as np
-import pandas as pd
-from mlops_nb.store import Store
-
-store = Store(sys.argv[1])
-rng = np.random.default_rng(int(sys.argv[2]))
-print("ready", flush=True)
-i = 0
-while True:
-    kind = i % 4
-    size = int(rng.integers(10_000, 200_000))
-    if kind == 0:
-        value = rng.random(size)
-    elif kind == 1:
-        value = pd.DataFrame({"a": rng.random(size // 4), "b": rng.integers(0, 9, size // 4)})
-    elif kind == 2:
-        value = {int(k): float(v) for k, v in enumerate(rng.random(size // 10))}  # pickle
-    else:
-        value = {"small": int(rng.integers(0, 10**9))}  # inline json
-    ref = store.put(value)
-    print(ref.sha256, ref.value_hash, flush=True)
-    i += 1
-"""
-
-
-def check_store(root: Path, committed: set[tuple[str, str]], verified: set[str]) -> None:
-    """Everything the catalog lists loads and verifies; every committed put is there."""
-    store = Store(root)
-    try:
-        assert store.query("PRAGMA integrity_check") == [("ok",)]
-        rows = store.query(
-            "SELECT sha256, value_hash, serializer, size, inline IS NULL FROM objects"
-        )
-        listed = {(sha, value_hash) for sha, value_hash, *_ in rows}
-        assert committed <= listed, "a put that returned was lost"
-        for sha, value_hash, serializer, size, in_file in rows:
-            if in_file:
-                path = store.object_path(sha, by_name(serializer).suffix)
-                assert path.stat().st_size == size
-            if sha not in verified:
-                assert content_hash(store.get(sha)) == value_hash
-                verified.add(sha)
-        for path in object_files(store):
-            if not path.name.startswith(".incoming-"):  # a complete file, whether listed or not
-                assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name.split(".")[0]
-    finally:
-        store.close()
-
-
-def test_a_writer_killed_at_random_moments_leaves_a_readable_store(tmp_path: Path) -> None:
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER)
-    root = tmp_path / "store"
-    rng = random.Random(20240611)
-    committed: set[tuple[str, str]] = set()
-    verified: set[str] = set()
-    for round_number in range(5):
-        writer = subprocess.Popen(
-            [sys.executable, str(script), str(root), str(round_number)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        )  # fmt: skip
-        assert writer.stdout is not None
-        assert writer.stdout.readline() == "ready\n", writer.stderr.read() if writer.stderr else ""
-        time.sleep(rng.uniform(0.02, 0.3))
-        writer.send_signal(signal.SIGKILL)
-        output, errors = writer.communicate(timeout=30)
-        assert writer.returncode == -signal.SIGKILL, errors
-        lines = [line.split() for line in output.splitlines()]
-        committed |= {(line[0], line[1]) for line in lines if len(line) == 2}
-        check_store(root, committed, verified)
-    assert len(committed) >= 5
-
-
-# -- fault tests: two processes writing one store ---------------------------------------------------------
-
-CONCURRENT_WRITER = """
-import sys, time
-from pathlib import Path
-import numpy as np
-from mlops_nb import Pipeline, Store
-
-root, writer = Path(sys.argv[1]), int(sys.argv[2])
-print("ready", flush=True)
-while not (root.parent / "go").exists():
-    time.sleep(0.001)
-store = Store(root)  # both processes create the fresh store at the same moment
-for i in range(200):
-    value = np.full(10_000, writer * 1000 + i) if i % 20 == 0 else {"writer": writer, "i": i}
-    ref = store.put(value)
-    print("value", writer, i, ref.sha256, ref.value_hash, flush=True)
-    if i % 10 == 0:
-        store.put(["shared", i])  # both writers store this same value at about the same time
-namespace = {}
-pipe = Pipeline(f"writer{writer}", store=store, namespace=namespace)
-pipe.define_cell("double", "doubled = [v * 2 for v in data]")
-for i in range(40):
-    namespace["data"] = [writer, i]
-    assert pipe.run_step("double").action == "ran"
-print("done", flush=True)
-"""
-
-
-def test_two_processes_writing_one_store_lose_nothing(tmp_path: Path) -> None:
-    script = tmp_path / "writer.py"
-    script.write_text(CONCURRENT_WRITER)
-    root = tmp_path / "store"
-    writers = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(root), str(number)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for number in (1, 2)
-    ]
-    for writer in writers:
-        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
-    (tmp_path / "go").touch()
-    outputs = [writer.communicate(timeout=120) for writer in writers]
-    for writer, (output, errors) in zip(writers, outputs):
-        assert writer.returncode == 0, errors
-        assert "locked" not in errors
-        assert output.splitlines()[-1] == "done"
-
-    store = Store(root)
-    values = [
-        line.split()
-        for output, _ in outputs
-        for line in output.splitlines()
-        if line.startswith("value")
-    ]
-    assert len(values) == 400
-    for _, writer, i, sha256, value_hash in values:
-        expected = (
-            np.full(10_000, int(writer) * 1000 + int(i))
-            if int(i) % 20 == 0
-            else {"writer": int(writer), "i": int(i)}
-        )
-        assert content_hash(expected) == value_hash
-        assert content_hash(store.get(sha256)) == value_hash
-    for i in range(0, 200, 10):
-        assert store.find(content_hash(["shared", i])) is not None
-    # 400 values, 20 shared ones, 2 x 40 step outputs: nothing lost, nothing stored twice.
-    assert store.query("SELECT COUNT(*) FROM objects") == [(500,)]
-
-    for number in (1, 2):
-        namespace: dict[str, Any] = {}
-        pipe = Pipeline(f"writer{number}", store=store, namespace=namespace)
-        assert store.query("SELECT COUNT(*) FROM results WHERE pipeline = ?", (pipe.name,)) == [
-            (40,)
-        ]
-        for i in range(40):
-            namespace["data"] = [number, i]
-            namespace.pop("doubled", None)
-            assert pipe.run_step("double").action == "cached"
-            assert namespace["doubled"] == [2 * number, 2 * i]
-    store.close()

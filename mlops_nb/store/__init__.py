@@ -169,7 +169,7 @@ class Store:
             yield
         except (OSError, sqlite3.OperationalError) as error:
             full = (
-                error.errno in (errno.ENOSPC, errno.EDQUOT)
+                error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
                 if isinstance(error, OSError)
                 else error.sqlite_errorcode == sqlite3.SQLITE_FULL
             )
@@ -219,8 +219,15 @@ class Store:
                 value_hash = content_hash(value)
             existing = self.find(value_hash, serializer)
             # A copy that was damaged or deleted is written again: re-running a step repairs it.
-            if existing is not None and (inline or self._is_file(existing.sha256)) and self._intact(existing):
-                return existing
+            reusable = existing is not None and (inline or self._is_file(existing.sha256))
+            if existing is not None and reusable and self._intact(existing):
+                with self.transaction(label) as db:  # just used: garbage collection keeps it a while
+                    touched = db.execute(
+                        "UPDATE objects SET created = ? WHERE sha256 = ?",
+                        (time.time(), existing.sha256),
+                    ).rowcount
+                if touched:  # else garbage collection deleted it a moment ago: write it again
+                    return existing
             errors = []
             candidates = [by_name(serializer)] if serializer else serializer_for(value)
             for candidate in candidates:
@@ -271,7 +278,8 @@ class Store:
                 trusted = json.dumps(serializer.untrusted_types(temporary) if size else [])
                 inline = None
                 if inline_ok and size <= INLINE_LIMIT:
-                    inline = os.pread(descriptor, size, 0)
+                    os.lseek(descriptor, 0, os.SEEK_SET)
+                    inline = b"".join(iter(lambda: os.read(descriptor, size), b""))
                 else:
                     os.fsync(descriptor)
             # The file lands and its row commits under one lock, so garbage collection in another
@@ -315,16 +323,14 @@ class Store:
     def garbage_collect(self, dry_run: bool = False, older_than: float = 600) -> tuple[int, int]:
         """Delete objects nothing references; return how many and how many bytes (to be) freed.
 
-        Objects younger than ``older_than`` seconds are kept: a kernel may have written one a
-        moment ago and be about to commit the result that refers to it. Files that no catalog row
+        Objects stored (or stored again) less than ``older_than`` seconds ago are kept: a kernel
+        may be about to commit the result that refers to one. Files that no catalog row
         lists (left by a kernel that died between writing a file and committing its row) go too.
         """
         cutoff = time.time() - older_than
         with self.transaction() as db:
             keep = self.referenced()
-            rows = db.execute(
-                "SELECT sha256, size FROM objects WHERE created < ?", (cutoff,)
-            ).fetchall()
+            rows = db.execute("SELECT sha256, size FROM objects WHERE created < ?", (cutoff,))
             unused = {sha256: size for sha256, size in rows if sha256 not in keep}
             if not dry_run:
                 db.executemany("DELETE FROM objects WHERE sha256 = ?", [(sha,) for sha in unused])
@@ -339,7 +345,7 @@ class Store:
                 sha256 = path.name.split(".")[0]
                 with contextlib.suppress(FileNotFoundError):
                     status = path.stat()
-                    if sha256 not in listed and status.st_mtime < cutoff and not path.name.startswith("."):
+                    if sha256 not in listed and status.st_mtime < cutoff and path.name[0] != ".":
                         orphans[sha256] = status.st_size
                         if not dry_run:
                             path.unlink()
@@ -361,16 +367,20 @@ class Store:
             )
         return self.objects_dir / sha256[:2] / f"{sha256}{suffix}"
 
-    def verify(self, sha256: str, *, label: str = "value", fast: bool = False) -> None:
+    def verify(
+        self, sha256: str, *, label: str = "value", fast: bool = False, expect: str | None = None
+    ) -> None:
         """Check a stored object's bytes against their checksum without loading it.
 
         ``fast`` checks the xxh3 sum recorded at write time instead of the sha256: it catches
         corruption at memory speed, for large files that other tools (DuckDB) then read.
+        ``expect`` names the only format accepted, e.g. ``"parquet"``.
         """
         rows = self.query("SELECT serializer, xxh3 FROM objects WHERE sha256 = ? AND inline IS NULL", (sha256,))
         if not (fast and rows and rows[0][1]):
-            self._open_checked(sha256, label)[0].close()
+            self._open_checked(sha256, label, expect)[0].close()
             return
+        self._check_format(sha256, rows[0][0], expect, label)
         path = self.object_path(sha256, by_name(rows[0][0]).suffix)
         try:
             with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -388,22 +398,37 @@ class Store:
         with self._lock:
             return self._db.execute("PRAGMA data_version").fetchone()[0], self._db.total_changes
 
-    def get(self, sha256: str, *, label: str = "value") -> Any:
-        """Load a stored object, after checking its bytes against their sha256."""
-        file, serializer, trusted = self._open_checked(sha256, label)
+    def get(self, sha256: str, *, label: str = "value", expect: str | None = None) -> Any:
+        """Load a stored object, after checking its bytes against their sha256.
+
+        ``expect`` names the only format accepted: a feature part must be ``"parquet"``, a
+        transform ``"bytes"`` (its skops file), so a modified catalog cannot make them unpickle.
+        """
+        file, serializer, trusted = self._open_checked(sha256, label, expect)
         with file:
             return serializer.load(file, trusted)
 
-    def _open_checked(self, sha256: str, label: str) -> tuple[IO[bytes], Any, list[str]]:
+    def _check_format(self, sha256: str, name: str, expect: str | None, label: str) -> None:
+        if expect is not None and name != expect:
+            raise CorruptObjectError(
+                f"The store at {str(self.root)!r} records {label} (object {sha256[:12]}...) as "
+                f"{name!r} data, but it must be {expect!r}: the catalog was modified, so it was not "
+                f"loaded. Save or ingest it again."
+            )
+
+    def _open_checked(
+        self, sha256: str, label: str, expect: str | None = None
+    ) -> tuple[IO[bytes], Any, list[str]]:
         """The object's bytes as an open file at position 0 (after the checksum passed), the
         serializer that wrote it, and the types its loader must accept."""
         rows = self.query("SELECT serializer, inline, trusted FROM objects WHERE sha256 = ?", (sha256,))
         if not rows:
             raise CorruptObjectError(
-                f"The store at {str(self.root)!r} has no object {sha256[:12]}... for {label}: "
+                f"The store at {str(self.root)!r} has no object {str(sha256)[:12]}... for {label}: "
                 f"its catalog and files are out of step. Re-run the step that produces it."
             )
         name, inline, trusted = rows[0]
+        self._check_format(sha256, name, expect, label)
         serializer = by_name(name)
         if inline is not None:
             file: IO[bytes] = io.BytesIO(inline if isinstance(inline, bytes) else repr(inline).encode())
