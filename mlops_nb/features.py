@@ -32,6 +32,8 @@ _RESERVED = frozenset({"_event_ts", "_created_ts", "_part", "_row"})
 # Most ingests are small enough that this many parts per view version never bites; it keeps the
 # list of files one query opens reasonable.
 MAX_PARTS = 10_000
+#: Ingests of at least this many rows show a progress bar (smaller ones take well under a second).
+LARGE_INGEST = 200_000
 
 
 class UnknownViewError(MlopsNbError, KeyError):
@@ -327,24 +329,28 @@ class FeatureStore:
         # ingest takes a while; other kernels keep committing) and committed only if no other
         # ingest came in between. Else they are worked out again, holding the lock this time.
         locked = False
-        while True:
-            with self.store.transaction() if locked else contextlib.nullcontext():
-                state = self._ingest_state(view_name)
-                current = self._load_view(view_name, None, missing_ok=False)
-                part = self._prepare_part(current, df)
-                with self.store.transaction() as db:
-                    if self._ingest_state(view_name) != state:  # another kernel ingested meanwhile
-                        locked = True  # (the part stored for nothing goes to gc)
-                        continue
-                    updated = self._commit_part(db, current, part)
-                frame = part.frame
-                return IngestReport(
-                    view_name, current.version, part.number, len(frame), len(part.latest),
-                    frame["_event_ts"].min(), frame["_event_ts"].max(), updated,
-                    time.perf_counter() - started,
-                )  # fmt: skip
+        with _ingest_progress(view_name, len(df)) as progress:
+            while True:
+                with self.store.transaction() if locked else contextlib.nullcontext():
+                    progress.reset()
+                    state = self._ingest_state(view_name)
+                    current = self._load_view(view_name, None, missing_ok=False)
+                    part = self._prepare_part(current, df, progress)
+                    with self.store.transaction() as db:
+                        if self._ingest_state(view_name) != state:  # another kernel ingested meanwhile
+                            locked = True  # (the part stored for nothing goes to gc)
+                            continue
+                        updated = self._commit_part(db, current, part)
+                    progress.set_postfix_str("done")
+                    progress.update()
+                    frame = part.frame
+                    return IngestReport(
+                        view_name, current.version, part.number, len(frame), len(part.latest),
+                        frame["_event_ts"].min(), frame["_event_ts"].max(), updated,
+                        time.perf_counter() - started,
+                    )  # fmt: skip
 
-    def _prepare_part(self, current: _Versioned, df: pd.DataFrame) -> _Part:
+    def _prepare_part(self, current: _Versioned, df: pd.DataFrame, progress: Any) -> _Part:
         """Validate the data, find its tie losers and store its Parquet file (not yet listed)."""
         view: FeatureView = current.view
         if len(current.parts) >= MAX_PARTS:
@@ -353,9 +359,11 @@ class FeatureStore:
                 f"one version holds. Ingest larger batches, or re-apply the view with a changed "
                 f"schema to start a new version."
             )
+        progress.set_postfix_str("checking the data")
         frame, schema = _validated(view, df)
         if current.parts:
             self._check_types(view, current, frame)
+        progress.update()
         inferred = view.schema is None
         if inferred:
             view = replace(view, schema=schema)
@@ -363,7 +371,10 @@ class FeatureStore:
         frame = frame.reset_index(drop=True)
         frame["_part"] = number
         frame["_row"] = range(len(frame))
+        progress.set_postfix_str("finding ties")
         losers = self._tie_losers(view, current, frame)
+        progress.update()
+        progress.set_postfix_str("writing Parquet")
         try:
             ref = self.store.put(
                 frame, label=f"part {number} of view {view.name!r}", inline=False,
@@ -374,6 +385,8 @@ class FeatureStore:
                 f"Cannot ingest into {view.name!r}: the data cannot be written as Parquet ({error}). "
                 f"Give each column one type, e.g. df[col].astype('boolean') or .astype(str)."
             ) from None
+        progress.update()
+        progress.set_postfix_str("updating the online store")
         return _Part(view, inferred, number, frame, losers, ref.sha256, _latest_per_entity(frame, view))
 
     def _commit_part(self, db: Any, current: _Versioned, part: _Part) -> int:
@@ -727,6 +740,18 @@ def _entity_key(values: tuple[Any, ...]) -> str:
     if len(values) == 1 and type(values[0]).__module__ == "numpy" and values[0].dtype.kind in "iu":
         return f"[{int(values[0])}]"
     return json.dumps([v.item() if hasattr(v, "item") else v for v in values])
+
+
+def _ingest_progress(view: str, rows: int) -> Any:
+    """A four-phase progress bar for a large ingest; for a small one, a bar that shows nothing."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=4, desc=f"ingest {view} ({rows:,} rows)", disable=rows < LARGE_INGEST,
+        bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {postfix}", file=sys.stderr,
+    )  # fmt: skip
 
 
 def _parse_duration(value: Any) -> Any:

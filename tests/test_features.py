@@ -1170,3 +1170,19 @@ def test_dask_reads_the_parquet_files_of_a_view(fs: FeatureStore) -> None:
     assert lazy.compute().sort_index().to_dict() == {1: 2.0, 2: 2.0}
     with pytest.raises(UnknownViewError, match="trip"):
         fs.parquet_files("trip")
+
+
+def test_a_large_ingest_shows_its_progress(fs: FeatureStore, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlops_nb.features import LARGE_INGEST
+
+    fs.apply(FeatureView("trips", entities=["driver_id"], timestamp="event_ts"))
+    small = pd.DataFrame({"driver_id": [1], "event_ts": pd.to_datetime(["2024-01-01"]), "km": [1.0]})
+    fs.ingest("trips", small)
+    assert capsys.readouterr().err == ""  # small ingests stay quiet
+    rows = LARGE_INGEST
+    large = pd.DataFrame({
+        "driver_id": range(rows), "event_ts": pd.Timestamp("2024-01-02"), "km": 1.0,
+    })  # fmt: skip
+    assert fs.ingest("trips", large).rows == rows
+    bar = capsys.readouterr().err
+    assert f"ingest trips ({rows:,} rows): 0/4" in bar and "4/4" in bar and "done" in bar
