@@ -97,10 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "store":
             return _store_command(store, args)
         if args.command == "list":
-            rows = store.query("SELECT pipeline, COUNT(*) FROM steps GROUP BY pipeline ORDER BY 1")
-            for pipeline, steps in rows:
-                print(f"{pipeline}\t{steps} steps")
-            if not rows:
+            pipelines = Pipeline.stored(store)
+            for name, steps in pipelines.items():
+                print(f"{name}\t{steps} steps")
+            if not pipelines:
                 print(f"No pipelines in {store.root}.")
             return 0
         pipeline = _open(args.source, store)
@@ -124,7 +124,7 @@ def _open(source: str, store: Store) -> Pipeline:
         notebook = open_notebook(source)
         print(notebook.describe(), file=sys.stderr)
         return notebook.pipeline
-    known = [row[0] for row in store.query("SELECT DISTINCT pipeline FROM steps")]
+    known = Pipeline.stored(store)
     if source not in known:
         hint = " To run a notebook, pass its .ipynb path." if Path(source).exists() else ""
         raise MlopsNbError(
@@ -173,11 +173,12 @@ def _summary(reports: list[StepReport], seconds: float) -> str:
 def _store_command(store: Store, args: argparse.Namespace) -> int:
     if args.store_command == "ls":
         sections = [
-            ("pipelines", "SELECT pipeline || ': ' || COUNT(*) || ' steps' FROM steps GROUP BY pipeline"),
             ("feature views", "SELECT name || ' v' || MAX(version) FROM feature_views GROUP BY name"),
             ("transforms", "SELECT name || ' v' || MAX(version) FROM transforms GROUP BY name"),
         ]
         print(f"store {store.root}")
+        pipelines = [f"{name}: {steps} steps" for name, steps in Pipeline.stored(store).items()]
+        print(f"pipelines: {', '.join(pipelines) or 'none'}")
         for title, sql in sections:
             names = [row[0] for row in store.query(sql + " ORDER BY 1")]
             print(f"{title}: {', '.join(names) or 'none'}")

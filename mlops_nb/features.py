@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import math
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -744,8 +745,6 @@ def _entity_key(values: tuple[Any, ...]) -> str:
 
 def _ingest_progress(view: str, rows: int) -> Any:
     """A four-phase progress bar for a large ingest; for a small one, a bar that shows nothing."""
-    import sys
-
     from tqdm.auto import tqdm
 
     return tqdm(

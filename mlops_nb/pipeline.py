@@ -32,7 +32,7 @@ from .errors import (
     did_you_mean,
     validate_name,
 )
-from .executors import InProcessExecutor, Recording, remember_source
+from .executors import InProcessExecutor, Recording, remember_source, resolve_executor
 from .hashing import content_hash
 from .observers import ProgressBar, RunObserver
 from .store import Store
@@ -172,6 +172,12 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={list(self.steps)})"
+
+    @staticmethod
+    def stored(store: Store) -> dict[str, int]:
+        """The pipelines saved in ``store``: name -> number of steps, by name."""
+        rows = store.query("SELECT pipeline, COUNT(*) FROM steps GROUP BY pipeline ORDER BY pipeline")
+        return dict(rows)
 
     # -- defining steps ------------------------------------------------------------------------
     def add(self, step: Step) -> Step:
@@ -412,8 +418,6 @@ class Pipeline:
         progress : bool
             Show a progress bar while the run lasts.
         """
-        from .executors import resolve_executor
-
         names = self.order(target)
         runner = resolve_executor(executor) if executor is not None else self.executor
         added = [ProgressBar(self.name)] if progress else []

@@ -82,13 +82,6 @@ class StoreBrowser:
                 )
 
     # -- what the store holds ------------------------------------------------------------------
-    def _pipeline_steps(self) -> dict[str, int]:
-        """Pipeline name -> number of steps, from the catalog's steps table."""
-        rows = self.store.query(
-            "SELECT pipeline, COUNT(*) FROM steps GROUP BY pipeline ORDER BY pipeline"
-        )
-        return {name: count for name, count in rows}
-
     def _view_versions(self) -> dict[str, list[int]]:
         # A view's versions are numbered 1, 2, ... up to the latest: apply never skips one.
         views = self.features.list_views()
@@ -108,7 +101,7 @@ class StoreBrowser:
         """What the store holds: pipelines with step counts, views and transforms with versions."""
         sections = {
             "pipelines": {
-                name: _count(steps, "step") for name, steps in self._pipeline_steps().items()
+                name: _count(steps, "step") for name, steps in Pipeline.stored(self.store).items()
             },
             "feature views": {name: _versions(v) for name, v in self._view_versions().items()},
             "transforms": {name: _versions(v) for name, v in self._transform_versions().items()},
@@ -147,7 +140,7 @@ class StoreBrowser:
     def _pipelines_tab(self) -> ipywidgets.Widget:
         return _chooser(
             "pipeline",
-            list(self._pipeline_steps()),
+            list(Pipeline.stored(self.store)),
             self._show_pipeline,
             empty="No pipelines yet: run a %%step cell.",
         )
@@ -297,9 +290,7 @@ def _image(figure: Figure) -> ipywidgets.Image:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(figure)
-    width = round(
-        figure.get_figwidth() * figure.dpi
-    )  # its own size: front ends stretch images otherwise
+    width = round(figure.get_figwidth() * figure.dpi)  # its own size: front ends stretch images
     return w.Image(value=buffer.getvalue(), format="png", width=str(width))
 
 
