@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
-    AmbiguousProducerError,
     CorruptObjectError,
     CycleError,
     DiskFullError,
@@ -26,7 +25,8 @@ from .errors import (
 )
 from .executors import DaskExecutor
 from .features import FeatureStore, FeatureValidationError, FeatureView, UnknownViewError
-from .pipeline import Pipeline, Step, StepReport
+from .pipeline import Pipeline, StepReport
+from .steps import Step
 from .transforms import (
     LibraryVersionWarning,
     SkewError,
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "AmbiguousProducerError",
     "CorruptObjectError",
     "CycleError",
     "DaskExecutor",

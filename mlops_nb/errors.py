@@ -10,7 +10,6 @@ __all__ = [
     "MlopsNbError",
     "InvalidNameError",
     "UnknownStepError",
-    "AmbiguousProducerError",
     "CycleError",
     "StepSyntaxError",
     "MissingInputError",
@@ -40,10 +39,6 @@ class InvalidNameError(MlopsNbError, ValueError):
 
 class UnknownStepError(MlopsNbError, KeyError):
     """A step name that the pipeline does not know."""
-
-
-class AmbiguousProducerError(MlopsNbError, ValueError):
-    """Two steps output a name that a third step reads."""
 
 
 class CycleError(MlopsNbError, ValueError):

@@ -86,10 +86,25 @@ class InProcessExecutor:
     """
 
     def run_steps(self, pipeline: Pipeline, names: list[str], *, force: bool = False) -> None:
-        """Bring ``names`` (in dependency order) up to date, one after the other."""
+        """Bring ``names`` (in dependency order) up to date, one after the other.
+
+        A failing step does not stop the steps that do not depend on it; at the end the first
+        failure is raised, with a note naming every step that failed or could not run.
+        """
         __tracebackhide__ = True  # noqa: F841
+        failed: dict[str, Exception] = {}
+        blocked: list[str] = []
         for name in names:
-            pipeline.run_step(name, force=force)
+            if any(up in failed or up in blocked for up in pipeline.upstream(name)):
+                blocked.append(name)
+                continue
+            try:
+                pipeline.run_step(name, force=force)
+            except Exception as error:  # noqa: BLE001 -- reported below, after the other steps
+                failed[name] = error
+        if failed:
+            raise_first_failure(failed, blocked, len(names))
+
 
     def close(self) -> None:
         """Release what the executor holds: nothing, in this process."""
@@ -139,6 +154,20 @@ class InProcessExecutor:
                 (sys.stderr if output["name"] == "stderr" else sys.stdout).write(output["text"])
             else:
                 print(output["data"].get("text/plain", ""))
+
+
+def raise_first_failure(failed: dict[str, BaseException], blocked: list[str], total: int) -> None:
+    """Raise the first step's own exception, with a note summing up the whole run."""
+    first = next(iter(failed.values()))
+    done = total - len(failed) - len(blocked)
+    note = (
+        f"pipeline run: {done} of {total} steps are up to date; failed: "
+        f"{', '.join(f'{name} ({type(error).__name__})' for name, error in failed.items())}"
+    )
+    if blocked:
+        note += f"; not run because they depend on a failed step: {', '.join(blocked)}"
+    first.add_note(note + ". Fix the failing step and run again: the others stay cached.")
+    raise first
 
 
 def assign_outputs(step: Step, result: Any, namespace: dict[str, Any]) -> None:
@@ -249,8 +278,8 @@ class DaskExecutor:
 
         Dask alone would queue sibling steps on the worker that holds their input; choosing
         the worker here is what lets independent steps run side by side. When a step fails, the
-        steps already running finish and are collected, nothing new starts, and the failing
-        step's own exception is raised.
+        steps that do not depend on it still run; then the first failure is raised, with a note
+        naming every step that failed or could not run (as in this process).
         """
         __tracebackhide__ = True  # noqa: F841
         from distributed import as_completed
@@ -273,7 +302,8 @@ class DaskExecutor:
             return futures[name]
 
         running = as_completed([submit(name) for name in names if not waiting_on[name]])
-        failure: BaseException | None = None
+        failed: dict[str, BaseException] = {}
+        blocked: list[str] = []
         try:
             for future in running:
                 name = step_of[future.key]
@@ -282,7 +312,8 @@ class DaskExecutor:
                     problem = future.exception()
                     report = getattr(problem, "mlops_nb_report", None) or StepReport(name, "failed", 0.0)
                     pipeline.notify("step_finished", report)
-                    failure = failure or problem.with_traceback(future.traceback())
+                    failed[name] = problem.with_traceback(future.traceback())
+                    blocked.extend(_downstream(name, waiting_on))
                     continue
                 report, outputs = future.result()
                 pipeline.namespace.update(outputs)
@@ -292,13 +323,13 @@ class DaskExecutor:
                 for other, ups in waiting_on.items():
                     if name in ups:
                         ups.discard(name)
-                        if not ups and failure is None:
+                        if not ups and other not in blocked:
                             running.add(submit(other))
         finally:
             for future in futures.values():
                 future.cancel()
-        if failure is not None:
-            raise failure
+        if failed:
+            raise_first_failure(failed, list(dict.fromkeys(blocked)), len(names))
 
     def _submit(self, pipeline: Pipeline, name: str, futures: dict[str, Any], worker: str, force: bool) -> Any:
         """One step as a task on ``worker``, its upstream steps' results as inputs."""
@@ -312,9 +343,11 @@ class DaskExecutor:
             if read in pipeline.namespace and read not in step.imports
             and not any(read in pipeline.steps[up].outputs for up in after)
         }  # fmt: skip
+        links = {read: producer for read, producer in pipeline.links()[name].items() if producer in after}
         try:
             return self.client.submit(
-                _run_on_worker, pipeline.name, pipeline.store, step, given, after, force,
+                _run_on_worker, pipeline.name, pipeline.store, list(pipeline.steps.values()),
+                step, given, after, links, force,
                 key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
                 workers=[worker], allow_other_workers=True,  # elsewhere only if it leaves
             )  # fmt: skip
@@ -324,6 +357,18 @@ class DaskExecutor:
                 f"cannot be pickled. Create that value inside a step, or run the pipeline in "
                 f"this process (without an executor)."
             ) from error
+
+
+def _downstream(name: str, waiting_on: dict[str, set[str]]) -> list[str]:
+    """Every step that (transitively) waits for ``name``."""
+    found, pending = [], [name]
+    while pending:
+        current = pending.pop()
+        for other, ups in waiting_on.items():
+            if current in ups and other not in found:
+                found.append(other)
+                pending.append(other)
+    return found
 
 
 def _unpicklable(step: Step, given: dict[str, Any]) -> str:
@@ -339,12 +384,14 @@ def _unpicklable(step: Step, given: dict[str, Any]) -> str:
 
 
 def _run_on_worker(
-    pipeline_name: str, store: Store, step: Step, given: dict[str, Any],
-    after: dict[str, tuple[StepReport, dict[str, Any]]], force: bool,
+    pipeline_name: str, store: Store, steps: list[Step], step: Step, given: dict[str, Any],
+    after: dict[str, tuple[StepReport, dict[str, Any]]], links: dict[str, str], force: bool,
 ) -> tuple[StepReport, dict[str, Any]]:  # fmt: skip
     """Runs on a Dask worker: one step, with the cache, in a namespace made of its inputs.
 
-    ``after`` holds the results of the upstream steps (Dask waits for them before calling this).
+    ``after`` holds the results of the upstream steps (Dask waits for them before calling this);
+    ``links`` says which of them each input comes from, and ``steps`` are the client's steps in
+    notebook order, so the worker links every name exactly as the client does.
     """
     __tracebackhide__ = True  # noqa: F841
     from distributed import get_worker
@@ -352,10 +399,9 @@ def _run_on_worker(
     from .pipeline import Pipeline, StepReport
 
     namespace = dict(given)
-    for _, outputs in after.values():
-        namespace.update((read, outputs[read]) for read in step.reads if read in outputs)
+    namespace.update((read, after[producer][1][read]) for read, producer in links.items())
     pipeline = Pipeline(pipeline_name, store, namespace)
-    pipeline.steps = {**pipeline.steps, step.name: step}  # the one sent, with its function if any
+    pipeline.steps = {s.name: (step if s.name == step.name else s) for s in steps}
     # Recorded output is shown by the client; the worker's own console would only repeat it.
     sink = io.StringIO()
     started = time.perf_counter()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-import functools
+import contextlib
 import graphlib
 import importlib
 import inspect
@@ -14,16 +14,15 @@ import time
 import types
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from . import lineage
-from .cells import analyse, normalise
+from . import global_state, lineage
+from .cells import analyse
 from .errors import (
-    AmbiguousProducerError,
     CycleError,
     MissingInputError,
     MlopsNbError,
@@ -35,6 +34,8 @@ from .errors import (
 from .executors import InProcessExecutor, Recording, remember_source, resolve_executor
 from .hashing import content_hash
 from .observers import ProgressBar, RunObserver
+from .runs import Basis, RunRecords
+from .steps import Step
 from .store import Store
 
 if TYPE_CHECKING:
@@ -45,44 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Step", "StepReport", "Pipeline", "STATES"]
 
 STATES = ("up to date", "stale", "never run", "failed")
-
-
-@dataclass
-class Step:
-    """One unit of work: code (or a function), the names it reads and the names it outputs."""
-
-    name: str
-    code: str
-    source: str = ""
-    reads: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()
-    needs: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    no_cache: bool = False
-    kind: str = "cell"  # or "function", for @step
-    imports: dict[str, list[str]] = field(default_factory=dict)
-    func: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        validate_name(self.name)
-        self.source = self.source or self.code
-
-    @functools.cached_property
-    def code_hash(self) -> str:
-        """Hash of what defines the step: normalised code and options, not comments or spacing."""
-        options = json.dumps([self.outputs, self.needs, self.files, sorted(self.reads)])
-        return xxhash.xxh3_128_hexdigest((normalise(self.code) + options).encode())
-
-    def to_json(self) -> str:
-        record = {k: v for k, v in asdict(self).items() if k != "func"}
-        return json.dumps(record)
-
-    @classmethod
-    def from_json(cls, text: str) -> Step:
-        record = json.loads(text)
-        for key in ("reads", "outputs", "needs", "files"):
-            record[key] = tuple(record[key])
-        return cls(**record)
 
 
 @dataclass
@@ -101,13 +64,16 @@ class StepReport:
     finished: float = field(default_factory=time.time)
     #: The address of the Dask worker that ran or restored the step; "" for this process.
     worker: str = ""
+    #: Why a step ran instead of being restored (the first reason), e.g. "input 'X' changed".
+    reason: str = ""
 
     def summary(self, force_hint: str) -> str:
         """The one status line shown after a step."""
         names = ", ".join(self.outputs) or "no outputs"
         if self.action == "ran":
             kept = "stored" if self.stored else "not stored: --no-cache"
-            return f"✓ {self.step}: ran in {self.seconds:.2f} s → {names} ({kept})"
+            because = f"; ran because {self.reason}" if self.reason and self.reason != "never run" else ""
+            return f"✓ {self.step}: ran in {self.seconds:.2f} s → {names} ({kept}){because}"
         if self.action == "cached":
             how = f"restored {', '.join(self.restored)} from the store" if self.restored else "outputs already in memory"
             return (
@@ -119,6 +85,10 @@ class StepReport:
 
 class Pipeline:
     """A named DAG of steps whose results persist in a :class:`~mlops_nb.store.Store`.
+
+    Steps keep the order they were defined in (a notebook's top-to-bottom order; redefining a
+    step keeps its place). A step reads each name from the latest step before it that outputs
+    the name, so re-binding ``X`` in a later step is normal: each reader gets its version.
 
     Parameters
     ----------
@@ -158,17 +128,20 @@ class Pipeline:
         self.store = store if store is not None else Store()
         self.namespace: dict[str, Any] = namespace if namespace is not None else {}
         self.executor = executor or InProcessExecutor()
+        self.records = RunRecords(self.store, self.name)
         #: Told about every step that runs or is restored: progress bars, live DAG views...
         self.observers: list[RunObserver] = []
         #: Names the front end owns (IPython's In, Out, exit...): never treated as step inputs.
         self.hidden_names: set[str] = set()
-        self._indexed: dict[str, Step] | None = None
-        self._index: dict[str, list[str]] = {}
+        self._linked: dict[str, Step] | None = None
+        self._links: dict[str, dict[str, str]] = {}
         rows = self.store.query(
             "SELECT definition FROM steps WHERE pipeline = ? ORDER BY position", (self.name,)
         )
         steps = [Step.from_json(definition) for (definition,) in rows]
         self.steps: dict[str, Step] = {step.name: step for step in steps}
+        #: The definitions as saved: a step's definition is saved only once it ran or restored.
+        self._saved = {step.name: step.to_json() for step in steps}
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={list(self.steps)})"
@@ -181,7 +154,11 @@ class Pipeline:
 
     # -- defining steps ------------------------------------------------------------------------
     def add(self, step: Step) -> Step:
-        """Add or replace a step, after checking the DAG it makes stays valid; then save it."""
+        """Add or replace a step (a replaced step keeps its place), checking the DAG stays valid.
+
+        A new step is saved at once; a changed definition is saved once the step has run or
+        been restored, so a definition that fails never replaces one that worked.
+        """
         for needed in step.needs:
             if needed not in self.steps or needed == step.name:
                 raise UnknownStepError(
@@ -190,19 +167,22 @@ class Pipeline:
                     f"{', '.join(self.steps) or 'none yet'}. Run the cell defining {needed!r} first."
                 )
         candidate = {**self.steps, step.name: step}
-        previous = self.steps.get(step.name)
-        if previous is not None and previous.to_json() == step.to_json():
-            self.steps = candidate  # same definition (a re-run): nothing to check or save
-            return step
         self._check_graph(candidate)
-        position = list(self.steps).index(step.name) if step.name in self.steps else len(self.steps)
         self.steps = candidate
+        if step.name not in self._saved:
+            self._save_definition(step)  # a new step replaces nothing: save it at once
+        return step
+
+    def _save_definition(self, step: Step) -> None:
+        if self._saved.get(step.name) == step.to_json():
+            return
+        position = list(self.steps).index(step.name)
         with self.store.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)",
                 (self.name, step.name, step.to_json(), position),
             )
-        return step
+        self._saved[step.name] = step.to_json()
 
     def define_cell(
         self,
@@ -233,25 +213,41 @@ class Pipeline:
                         f"{did_you_mean(output, defined)} It assigns: {', '.join(defined) or 'nothing'}."
                     )
             defined = outputs
+        earlier = self._steps_before(name)
         imports, reads = {}, []
         for read in info.reads:
-            value = self.namespace.get(read)
+            value = self.namespace.get(read, _MISSING)
             if read in self.hidden_names or read.startswith("_") or isinstance(value, types.MethodType):
                 continue  # the front end's own names (In, Out, get_ipython...) are not data
-            path = _import_path(value)
+            path = _import_path(value) if value is not _MISSING else _imported_by(read, earlier)
             if path:
                 imports[read] = path  # re-imported on demand, e.g. after a kernel restart
-            elif read in self.namespace or not hasattr(builtins, read) or self._producers_of(read, name):
+            elif value is not _MISSING or not hasattr(builtins, read) or any(
+                read in s.outputs for s in earlier
+            ):
                 reads.append(read)
         outputs_ = tuple(n for n in defined if n not in info.imports and n not in imports)
         step = Step(
             name, code, source=source, reads=tuple(reads), outputs=outputs_, needs=tuple(needs),
             files=tuple(files), no_cache=no_cache, imports=imports,
         )  # fmt: skip
+        previous = self.steps.get(name)
+        if previous is not None and previous.code == code:
+            step.defines_imports = previous.defines_imports
         # Warnings quote the line they are about: let them see this version of the code.
         remember_source(code, f"<step {name}>")
+        self.add(step)
         self._warn_about_mutations(step, info.mutations)
-        return self.add(step)
+        return step
+
+    def _steps_before(self, name: str) -> list[Step]:
+        """The steps defined before ``name`` (all of them, for a new step)."""
+        before = []
+        for step in self.steps.values():
+            if step.name == name:
+                break
+            before.append(step)
+        return before
 
     def step(
         self,
@@ -266,6 +262,7 @@ class Pipeline:
         """Decorator: a function becomes a step. Parameters are inputs; the return is the output.
 
         The output is named after the function, or after ``outputs`` when it returns a tuple.
+        The function itself (its code and the globals it reads) is part of the fingerprint.
         """
 
         def register(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -281,6 +278,7 @@ class Pipeline:
                 func=function,
             )  # fmt: skip
             self.add(step)
+            self._save_definition(step)  # a function step is defined by running its decorator
             return function
 
         return register(func) if func is not None else register
@@ -297,37 +295,29 @@ class Pipeline:
                         (self.name, step_name),
                     )
         self.steps = {n: s for n, s in self.steps.items() if n not in names}
+        for step_name in names:
+            self._saved.pop(step_name, None)
 
     # -- the graph -------------------------------------------------------------------------------
-    def _producers_of(self, name: str, reader: str, steps: dict[str, Step] | None = None) -> list[str]:
-        """The steps other than ``reader`` that output ``name``."""
+    def links(self, steps: dict[str, Step] | None = None) -> dict[str, dict[str, str]]:
+        """For each step, the step each name it reads comes from: the latest one before it."""
         steps = self.steps if steps is None else steps
-        if self._indexed is not steps:  # step dicts are replaced, never edited, so identity is enough
-            index: dict[str, list[str]] = {}
+        if self._linked is not steps:  # step dicts are replaced, never edited, so identity is enough
+            latest: dict[str, str] = {}
+            links: dict[str, dict[str, str]] = {}
             for step in steps.values():
-                for output in step.outputs:
-                    index.setdefault(output, []).append(step.name)
-            self._indexed, self._index = steps, index
-        return [producer for producer in self._index.get(name, ()) if producer != reader]
+                links[step.name] = {read: latest[read] for read in step.reads if read in latest}
+                latest.update(dict.fromkeys(step.outputs, step.name))
+            self._linked, self._links = steps, links
+        return self._links
 
     def upstream(self, name: str, steps: dict[str, Step] | None = None) -> list[str]:
         """The steps that ``name`` directly depends on (producers of its reads, plus --needs)."""
         steps = self.steps if steps is None else steps
-        step = steps[name]
-        found: dict[str, None] = dict.fromkeys(step.needs)
-        for read in step.reads:
-            producers = self._producers_of(read, name, steps)
-            if len(producers) > 1:
-                raise AmbiguousProducerError(
-                    f"Step {name!r} reads {read!r}, but {len(producers)} steps output it: "
-                    f"{' and '.join(repr(p) for p in producers)}. Each variable should have one "
-                    f"producer: rename the output in one of them (e.g. {read}_clean = ...), narrow "
-                    f"it with --outputs, or remove an old step with %pipeline clear STEP."
-                )
-            found.update(dict.fromkeys(producers))
-        return list(found)
+        return list(dict.fromkeys([*steps[name].needs, *self.links(steps)[name].values()]))
 
     def _check_graph(self, steps: dict[str, Step]) -> None:
+        # Reads always point back to an earlier step; only --needs can close a circle.
         sorter = graphlib.TopologicalSorter({name: self.upstream(name, steps) for name in steps})
         try:
             sorter.prepare()
@@ -335,8 +325,7 @@ class Pipeline:
             cycle = " → ".join(reversed(error.args[1]))
             raise CycleError(
                 f"These steps would depend on each other in a circle: {cycle}. A pipeline must be "
-                f"acyclic: bind a new name instead of re-assigning a variable an upstream step "
-                f"reads, or drop a --needs."
+                f"acyclic: drop a --needs."
             ) from None
 
     def order(self, target: str | None = None) -> list[str]:
@@ -373,23 +362,43 @@ class Pipeline:
         return self.steps[name]
 
     # -- fingerprints ------------------------------------------------------------------------------
-    def _input_hashes(self, step: Step) -> dict[str, str]:
-        hashes = {}
-        for name in step.reads:
-            if name in self.namespace:
-                hashes[name] = content_hash(self.namespace[name])
-        for path in step.files:
-            hashes[f"file:{path}"] = _file_hash(Path(path), step.name)
-        return hashes
-
-    @staticmethod
-    def _fingerprint(step: Step, input_hashes: dict[str, str]) -> str:
-        return xxhash.xxh3_128_hexdigest((step.code_hash + json.dumps(sorted(input_hashes.items()))).encode())
+    def basis(self, name: str) -> Basis:
+        """What the step's fingerprint is made of now: code, inputs, files, code it uses, settings."""
+        step = self._get(name)
+        self._redo_imports(step)
+        return self._basis(step, self.records.last())
 
     def fingerprint(self, name: str) -> str:
         """The step's current fingerprint: its code and options plus the content of its inputs."""
-        step = self._get(name)
-        return self._fingerprint(step, self._input_hashes(step))
+        return self.basis(name).fingerprint
+
+    def _basis(self, step: Step, last: dict[str, dict[str, Any]]) -> Basis:
+        links = self.links()[step.name]
+        inputs: dict[str, list[Any]] = {}
+        for read in step.reads:
+            producer = links.get(read)
+            if read in self.namespace:
+                inputs[read] = [content_hash(self.namespace[read]), producer]
+            elif producer is not None and read in last.get(producer, {}).get("outputs", {}):
+                inputs[read] = [last[producer]["outputs"][read], producer]  # not loaded yet
+        files = {path: _file_hash(Path(path), step.name) for path in step.files}
+        deps = {
+            f"import {alias}": content_hash(self.namespace[alias])
+            for alias in [*step.imports, *step.info.imports]
+            if alias in self.namespace
+        }
+        if step.func is not None:
+            deps["function"] = content_hash(step.func)
+        elif step.kind == "function" and (before := last.get(step.name, {}).get("basis")):
+            # A function step from another session: its code is not loaded here to hash, so
+            # its stored result stands for it (it cannot run here anyway).
+            deps["function"] = before.deps.get("function", "")
+        settings = global_state.settings_hashes(global_state.snapshot())
+        for generator in global_state.draws_from_global_rng(step.code, self.namespace):
+            settings[f"{generator} random state"] = global_state.rng_hash(generator)
+        return Basis(
+            step.code_hash, step.source, [], inputs, files, deps, settings,
+        )  # fmt: skip
 
     # -- running -----------------------------------------------------------------------------------
     def run(
@@ -402,7 +411,10 @@ class Pipeline:
     ) -> dict[str, Any]:
         """Bring every step (or ``target`` and what it needs) up to date, in dependency order.
 
-        Up-to-date steps are not executed: their outputs come from the store. Returns the outputs.
+        Up-to-date steps are not executed: their outputs come from the store. A step that fails
+        does not stop the others: every step that does not depend on it still runs or is
+        restored, then :class:`~mlops_nb.errors.StepsFailedError` names what could not be done.
+        Returns the outputs.
 
         Parameters
         ----------
@@ -446,17 +458,20 @@ class Pipeline:
         __tracebackhide__ = True  # noqa: F841
         step = self._get(name)
         try:
+            self._redo_imports(step)
             self._provide_inputs(step)
-            input_hashes = self._input_hashes(step)
+            last = self.records.last()
+            basis = self._basis(step, last)
         except MlopsNbError:  # e.g. an input nobody defines: observers see the step fail
             self.notify("step_finished", StepReport(name, "failed", 0.0))
             raise
-        fingerprint = self._fingerprint(step, input_hashes)
         if not force and not step.no_cache:
-            report = self._restore(step, fingerprint, input_hashes, replay)
+            report = self._restore(step, basis, replay)
             if report is not None:
+                self._remember(step)
                 self.notify("step_finished", report)
                 return report
+        reason = "forced" if force else "--no-cache" if step.no_cache else self._why(step, basis, last)[0]
         if step.func is None and not step.code.strip():
             raise MlopsNbError(f"Step {name!r} has no code to run.")
         if step.kind == "function" and step.func is None:
@@ -466,120 +481,142 @@ class Pipeline:
             )
         self.notify("step_started", name)
         started = time.perf_counter()
+        settings_before = global_state.snapshot()
         try:
             with lineage.collecting() as used:
                 recording = self.executor.execute(step, self.namespace)
+            changes = global_state.changes(settings_before, global_state.snapshot())
             seconds = time.perf_counter() - started
-            report = self._store_run(step, fingerprint, input_hashes, recording, seconds, used)
+            report = self._store_run(step, basis, recording, seconds, used, changes)
         except BaseException as error:
             seconds = time.perf_counter() - started
-            self._record_run(step, "failed", None, input_hashes, {}, seconds, repr(error))
+            self.records.record_failure(step.name, step.code_hash, seconds, repr(error))
             self.notify("step_finished", StepReport(name, "failed", seconds))
             raise
+        report.reason = reason.splitlines()[0].rstrip(":")
+        self._remember(step)
         self.notify("step_finished", report)
         return report
 
+    def _remember(self, step: Step) -> None:
+        """Save the definition of a step that worked, with the import paths its code binds."""
+        bound = {
+            alias: path
+            for alias in step.info.imports
+            if (path := _import_path(self.namespace.get(alias, _MISSING)))
+        } if step.kind == "cell" else {}  # fmt: skip
+        step.defines_imports = bound
+        self._save_definition(step)
+
     def _store_run(
-        self, step: Step, fingerprint: str, input_hashes: dict[str, str], recording: Recording,
-        seconds: float, used: list[dict[str, Any]],
+        self, step: Step, basis: Basis, recording: Recording, seconds: float,
+        used: list[dict[str, Any]], changes: dict[str, Any],
     ) -> StepReport:  # fmt: skip
         """Store a step's outputs and recorded display, then commit its result in one transaction."""
         outputs = tuple(n for n in step.outputs if n in self.namespace)
         if step.no_cache:
             hashes = {n: content_hash(self.namespace[n]) for n in outputs}
-            self._record_run(step, "ran", fingerprint, input_hashes, hashes, seconds, None)
+            with self.store.transaction() as db:
+                self.records.record(db, step.name, "ran", basis, hashes, seconds)
             return StepReport(step.name, "ran", seconds, outputs, stored=False, recording=recording)
         refs = {
             n: self.store.put(self.namespace[n], label=f"output {n!r} of step {step.name!r}")
             for n in outputs
         }
+        state = self.store.put(changes, label=f"global settings of step {step.name!r}").sha256 if changes else ""
         with self.store.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO results (pipeline, step, fingerprint, outputs, display, "
-                "seconds, created, lineage) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "seconds, created, lineage, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    self.name, step.name, fingerprint,
+                    self.name, step.name, basis.fingerprint,
                     json.dumps({n: [r.sha256, r.value_hash] for n, r in refs.items()}),
                     json.dumps(recording), seconds, time.time(), json.dumps(used, default=str),
+                    state,
                 ),
             )  # fmt: skip
-            self._record_run(
-                step, "ran", fingerprint, input_hashes,
-                {n: r.value_hash for n, r in refs.items()}, seconds, None, db,
-            )  # fmt: skip
+            self.records.record(
+                db, step.name, "ran", basis, {n: r.value_hash for n, r in refs.items()}, seconds
+            )
         return StepReport(step.name, "ran", seconds, outputs, recording=recording)
 
-    def _provide_inputs(self, step: Step) -> None:
-        """Import modules the step used, and bring missing upstream outputs up to date first."""
+    def _redo_imports(self, step: Step) -> None:
+        """Import what the step reads as a module or library object, and re-do its own imports.
+
+        Imports are never data: after a restart, a cached step still leaves its modules
+        behind for the cells after it, as a plain run would.
+        """
         for alias, (module, qualname) in step.imports.items():
             if alias not in self.namespace:
-                value: Any = importlib.import_module(module)
-                for part in filter(None, qualname.split(".")):
-                    value = getattr(value, part)
-                self.namespace[alias] = value
-        recorded_inputs = self._last_inputs(step.name)
-        for read in step.reads:
-            if read in self.namespace:
-                continue
-            producers = self._producers_of(read, step.name)
-            if producers:
-                self.run_step(producers[0])
-            elif step.func is not None or read in recorded_inputs:
-                raise MissingInputError(
-                    f"Step {step.name!r} reads {read!r}, which no step outputs and which is not "
-                    f"defined in this session.{did_you_mean(read, [*self.namespace, *self._all_outputs()])} "
-                    f"Run the cell that defines it, or compute it inside a step so the pipeline "
-                    f"can restore it."
-                )
+                with contextlib.suppress(ImportError, AttributeError):
+                    self.namespace[alias] = _load(module, qualname)
+        for statement in step.import_statements():
+            with contextlib.suppress(ImportError):
+                exec(statement, self.namespace)  # noqa: S102 -- the step's own import line
 
-    def _last_inputs(self, name: str) -> dict[str, str]:
-        rows = self.store.query(
-            "SELECT inputs FROM runs WHERE pipeline = ? AND step = ?", (self.name, name)
-        )
-        return json.loads(rows[0][0]) if rows else {}
+    def _provide_inputs(self, step: Step) -> None:
+        """Make sure each name the step reads holds its producer's version.
+
+        A value another (later) step put under that name, or no value at all, is replaced by
+        restoring (or running) the producer. A value that no step produced comes from a plain
+        cell and is used as it is. The walk is a loop, not a recursion: chains of any length.
+        """
+        last = self.records.last()
+        produced: dict[str, set[str]] = {}
+        for record in last.values():
+            for output, value_hash in record["outputs"].items():
+                produced.setdefault(output, set()).add(value_hash)
+        hashes: dict[str, str] = {}
+
+        def holds(name: str, producer: str) -> bool:
+            if name not in self.namespace:
+                return False
+            if name not in hashes:
+                hashes[name] = content_hash(self.namespace[name])
+            expected = last.get(producer, {}).get("outputs", {}).get(name)
+            return hashes[name] == expected or hashes[name] not in produced.get(name, set())
+
+        stale, pending = set(), [step.name]
+        while pending:
+            for read, producer in self.links()[pending.pop()].items():
+                if producer not in stale and not holds(read, producer):
+                    stale.add(producer)
+                    pending.append(producer)
+        for producer in [name for name in self.steps if name in stale]:  # in notebook order
+            self.run_step(producer)
+        recorded_inputs = last.get(step.name, {}).get("inputs", {})
+        for read in step.reads:
+            if read not in self.namespace and (step.func is not None or read in recorded_inputs):
+                raise MissingInputError(
+                    f"Step {step.name!r} reads {read!r}, which no step before it outputs and which "
+                    f"is not defined in this session."
+                    f"{did_you_mean(read, [*self.namespace, *self._all_outputs()])} Run the cell "
+                    f"that defines it, or compute it inside a step so the pipeline can restore it."
+                )
 
     def _all_outputs(self) -> list[str]:
         return [n for s in self.steps.values() for n in s.outputs]
 
-    def _restore(
-        self, step: Step, fingerprint: str, input_hashes: dict[str, str], replay: bool
-    ) -> StepReport | None:
-        rows = self.store.query(
-            "SELECT outputs, display, seconds, lineage FROM results "
-            "WHERE pipeline = ? AND step = ? AND fingerprint = ?",
-            (self.name, step.name, fingerprint),
-        )
-        if not rows or not all(lineage.is_current(self.store, e) for e in json.loads(rows[0][3])):
+    def _restore(self, step: Step, basis: Basis, replay: bool) -> StepReport | None:
+        row = self.records.result(step.name, basis.fingerprint)
+        if row is None or not all(lineage.is_current(self.store, e) for e in json.loads(row[3])):
             return None  # never run with these inputs, or the data it read (e.g. features) changed
-        stored, recording, seconds = json.loads(rows[0][0]), json.loads(rows[0][1]), rows[0][2]
+        stored, recording, seconds, _, state = json.loads(row[0]), json.loads(row[1]), row[2], row[3], row[4]
         restored = []
         for output, (sha256, value_hash) in stored.items():
             if output in self.namespace and content_hash(self.namespace[output]) == value_hash:
                 continue  # the value in memory is already the cached one: keep it
-            self.namespace[output] = self.store.get(
-                sha256, label=f"output {output!r} of step {step.name!r}"
-            )
+            value = self.store.get(sha256, label=f"output {output!r} of step {step.name!r}")
+            self.namespace[output] = _rebind_globals(value, self.namespace)
             restored.append(output)
+        if state:
+            global_state.apply(self.store.get(state, label=f"global settings of step {step.name!r}"))
         if replay:
             self.executor.replay(recording)
         hashes = {n: pair[1] for n, pair in stored.items()}
-        self._record_run(step, "cached", fingerprint, input_hashes, hashes, seconds, None)
+        with self.store.transaction() as db:
+            self.records.record(db, step.name, "cached", basis, hashes, seconds)
         return StepReport(step.name, "cached", seconds, tuple(stored), tuple(restored), recording=recording)
-
-    def _record_run(
-        self, step: Step, action: str, fingerprint: str | None, inputs: dict[str, str],
-        outputs: dict[str, str], seconds: float, error: str | None, db: Any = None,
-    ) -> None:  # fmt: skip
-        row = (
-            self.name, step.name, action, fingerprint, step.code_hash, json.dumps(inputs),
-            json.dumps(outputs), seconds, error, time.time(),
-        )  # fmt: skip
-        sql = "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        if db is not None:
-            db.execute(sql, row)
-        else:
-            with self.store.transaction() as connection:
-                connection.execute(sql, row)
 
     def lineage(self, name: str) -> list[dict[str, Any]]:
         """What data the step's latest stored result was built from (e.g. feature view versions)."""
@@ -594,52 +631,90 @@ class Pipeline:
         )
         return json.loads(rows[0][0]) if rows else []
 
-    # -- status ------------------------------------------------------------------------------------
+    # -- status and why ------------------------------------------------------------------------------
+    def explain(self, name: str) -> list[str]:
+        """Why the step would run instead of being restored; ``[]`` when it is up to date.
+
+        Each reason says what differs from the stored result: the code (as a diff), which input
+        changed and which step produced it, which file, module or library version, a global
+        setting, new feature data; or that it was never run or failed last time.
+        """
+        step = self._get(name)
+        self._redo_imports(step)
+        last = self.records.last()
+        basis = self._basis(step, last)
+        if step.no_cache:
+            return ["it is a --no-cache step: it always runs"]
+        row = self.records.result(step.name, basis.fingerprint)
+        if row is not None:
+            if all(lineage.is_current(self.store, e) for e in json.loads(row[3])):
+                return []
+            return ["the feature data it read changed (new data was ingested)"]
+        return self._why(step, basis, last)
+
+    def _why(self, step: Step, basis: Basis, last: dict[str, dict[str, Any]]) -> list[str]:
+        record = last.get(step.name)
+        if record is None:
+            return ["never run"]
+        reasons = []
+        if record["action"] == "failed":
+            reasons.append(f"it failed last time ({record['error']})")
+        if record["basis"] is not None:
+            reasons.extend(basis.differences(record["basis"]))
+        return reasons or ["its stored result is missing (cleared or collected)"]
+
     def states(self) -> dict[str, dict[str, Any]]:
-        """Per step: state (one of :data:`STATES`), last action and seconds, from the catalog."""
-        runs = {
-            row[0]: row[1:]
-            for row in self.store.query(
-                "SELECT step, action, code_hash, inputs, outputs, seconds FROM runs WHERE pipeline = ?",
-                (self.name,),
-            )
-        }
+        """Per step: state (one of :data:`STATES`), why, last action and seconds, from the catalog.
+
+        Cheap enough for a live view: inputs are compared by the hashes the catalog recorded,
+        not by hashing values again.
+        """
+        last = self.records.last()
         states: dict[str, dict[str, Any]] = {}
         for name in self.order():
             step = self.steps[name]
-            run = runs.get(name)
-            if run is None:
-                states[name] = {"state": "never run", "last action": None, "seconds": None}
+            record = last.get(name)
+            if record is None:
+                states[name] = {"state": "never run", "why": "never run", "last action": None, "seconds": None}
                 continue
-            action, code_hash, inputs_json, _, seconds = run
-            state = "failed" if action == "failed" else "up to date"
-            if state == "up to date" and (
-                code_hash != step.code_hash
-                or not all(lineage.is_current(self.store, e) for e in self._latest_lineage(name))
-                or any(states[up]["state"] != "up to date" for up in self.upstream(name))
-                or self._inputs_changed(step, json.loads(inputs_json), runs)
-            ):
-                state = "stale"
-            states[name] = {"state": state, "last action": action, "seconds": seconds}
+            why = ""
+            if record["action"] == "failed":
+                why = f"failed last time ({record['error']})"
+            elif record["code_hash"] != step.code_hash:
+                why = "its code changed"
+            elif not all(lineage.is_current(self.store, e) for e in self._latest_lineage(name)):
+                why = "new feature data"
+            else:
+                why = self._changed_input(step, record, last, states)
+            state = "failed" if record["action"] == "failed" else "stale" if why else "up to date"
+            states[name] = {"state": state, "why": why, "last action": record["action"], "seconds": record["seconds"]}
         return states
 
-    def _inputs_changed(self, step: Step, recorded: dict[str, str], runs: dict[str, Any]) -> bool:
-        for name, value_hash in recorded.items():
+    def _changed_input(
+        self, step: Step, record: dict[str, Any], last: dict[str, dict[str, Any]],
+        states: dict[str, dict[str, Any]],
+    ) -> str:  # fmt: skip
+        for up in step.needs:
+            if states[up]["state"] != "up to date":
+                return f"step {up!r} it needs is {states[up]['state']}"
+        links = self.links()[step.name]
+        for name, value_hash in record["inputs"].items():
             if name.startswith("file:"):
                 if _file_hash(Path(name[5:]), step.name, missing_ok=True) != value_hash:
-                    return True
+                    return f"file {name[5:]!r} changed"
                 continue
-            producers = self._producers_of(name, step.name)
-            if producers:
-                run = runs.get(producers[0])
-                if run is None or json.loads(run[3]).get(name) != value_hash:
-                    return True
+            producer = links.get(name)
+            if producer is not None:
+                if states[producer]["state"] != "up to date":
+                    return f"input {name!r} comes from step {producer!r}, which is {states[producer]['state']}"
+                if last.get(producer, {}).get("outputs", {}).get(name) != value_hash:
+                    return f"input {name!r} changed (from step {producer!r})"
             elif name in self.namespace and content_hash(self.namespace[name]) != value_hash:
-                return True
-        return False
+                return f"input {name!r} changed"
+        return ""
 
     def status(self) -> pd.DataFrame:
-        """A table of steps: needs, outputs, state, last action and seconds."""
+        """A table of steps: needs, outputs, state, why, last action and seconds."""
         import pandas as pd
 
         states = self.states()
@@ -652,7 +727,7 @@ class Pipeline:
             }
             for name in self.order()
         ]
-        columns = ["step", "needs", "outputs", "state", "last action", "seconds"]
+        columns = ["step", "needs", "outputs", "state", "why", "last action", "seconds"]
         return pd.DataFrame(rows, columns=columns)
 
     # -- persistence helpers ----------------------------------------------------------------------
@@ -661,13 +736,14 @@ class Pipeline:
         self.remove(name)
 
     def _warn_about_mutations(self, step: Step, mutations: Iterable[Any]) -> None:
+        links = self.links()[step.name]
         for mutation in mutations:
-            owner = self._producers_of(mutation.name, step.name)
+            owner = links.get(mutation.name)
             if not owner and mutation.name not in self.namespace:
                 continue
             if _import_path(self.namespace.get(mutation.name)):
                 continue  # np.add(...) or a class method is not a change to data
-            whose = f"an output of step {owner[0]!r}" if owner else "a variable from another cell"
+            whose = f"an output of step {owner!r}" if owner else "a variable from another cell"
             if mutation.how.startswith("calls .") and "fit" in mutation.how:
                 fix = f"{mutation.name}_fitted = sklearn.base.clone({mutation.name}).fit(...)"
             else:
@@ -680,18 +756,49 @@ class Pipeline:
                 filename=f"<step {step.name}>",
                 lineno=mutation.lineno,
             )
-        for name in step.outputs:
-            producers = self._producers_of(name, step.name)
-            if name in step.reads and producers:
-                owner_name = producers[0]
-                warnings.warn_explicit(
-                    f"step {step.name!r} re-assigns {name!r}, which step {owner_name!r} outputs: two "
-                    f"steps now produce {name!r} and re-running {step.name!r} would see its own "
-                    f"result. Bind a new name instead, e.g. {name}_clean = ...",
-                    MutationWarning,
-                    filename=f"<step {step.name}>",
-                    lineno=1,
-                )
+
+
+_MISSING = object()
+
+
+def _imported_by(name: str, earlier: list[Step]) -> list[str] | None:
+    """The import path of ``name`` if the latest earlier step binding it did so by an import."""
+    for step in reversed(earlier):
+        if name in step.defines_imports:
+            return step.defines_imports[name]
+        if name in step.outputs:
+            return None
+    return None
+
+
+def _load(module: str, qualname: str) -> Any:
+    value: Any = importlib.import_module(module)
+    for part in filter(None, qualname.split(".")):
+        value = getattr(value, part)
+    return value
+
+
+def _rebind_globals(value: Any, namespace: dict[str, Any]) -> Any:
+    """Point a restored notebook function (or class's methods) at the notebook's globals.
+
+    Unpickling gives such a function a private copy of the globals it used; a plain run's
+    function sees the notebook's current globals, so a restored one must too.
+    """
+    main = namespace.get("__name__", "__main__")
+    if isinstance(value, types.FunctionType) and value.__module__ == main:
+        rebound = types.FunctionType(
+            value.__code__, namespace, value.__name__, value.__defaults__, value.__closure__
+        )
+        rebound.__kwdefaults__ = value.__kwdefaults__
+        rebound.__qualname__ = value.__qualname__
+        rebound.__dict__.update(value.__dict__)
+        rebound.__annotations__ = value.__annotations__
+        return rebound
+    if isinstance(value, type) and value.__module__ == main:
+        for attribute, member in list(vars(value).items()):
+            if isinstance(member, types.FunctionType):
+                setattr(value, attribute, _rebind_globals(member, namespace))
+    return value
 
 
 def _import_path(value: Any) -> list[str] | None:

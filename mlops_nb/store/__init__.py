@@ -306,8 +306,9 @@ class Store:
         """Objects something still points to: step results, feature parts, saved transforms."""
         found = {row[0] for row in self.query("SELECT sha256 FROM feature_parts")}
         found |= {row[0] for row in self.query("SELECT sha256 FROM transforms")}
-        for (outputs,) in self.query("SELECT outputs FROM results"):
+        for outputs, state in self.query("SELECT outputs, state FROM results"):
             found |= {sha256 for sha256, _ in json.loads(outputs).values()}
+            found |= {state} - {""}  # the global settings the step changed
         return found
 
     def verify_all(self) -> list[str]:

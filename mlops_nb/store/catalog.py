@@ -112,6 +112,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (name, version)
     );
     """,
+    # 6: what each run's fingerprint was made of (to say why a step re-runs), and the global
+    # settings a step changed (an object), re-applied when the step is restored.
+    """
+    ALTER TABLE runs ADD COLUMN basis TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE results ADD COLUMN state TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
