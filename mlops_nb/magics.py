@@ -158,9 +158,10 @@ class StepMagics(Magics):
     @magic_arguments(name="pipeline")
     @argument(
         "action",
-        choices=["run", "status", "clear", "use", "export"],
-        help="run [STEP]: bring steps up to date; status: a table of steps; clear [STEP]: forget "
-        "steps and their cache; use NAME: switch pipeline; export PATH.py: write a Python module.",
+        choices=["run", "status", "why", "clear", "use", "export"],
+        help="run [STEP]: bring steps up to date; status: a table of steps; why STEP: what differs "
+        "from its stored result; clear [STEP]: forget steps and their cache; use NAME: switch "
+        "pipeline; export PATH.py: write a Python module.",
     )
     @argument("target", nargs="?", help="A step name (run, clear), pipeline name (use) or path (export).")
     @argument("--force", action="store_true", help="With run: execute even up-to-date steps.")
@@ -182,6 +183,12 @@ class StepMagics(Magics):
                 raise UsageError(f"--executor only applies to %pipeline run, not {args.action}.")
             if args.action == "status":
                 return self.pipeline.status()
+            if args.action == "why":
+                if not args.target:
+                    raise UsageError("%pipeline why needs a step name, e.g. %pipeline why train")
+                reasons = self.pipeline.explain(_unquote(args.target) or "")
+                print(_why_text(args.target, reasons))
+                return None
             if args.action == "clear":
                 self.pipeline.remove(args.target)
                 print(f"Forgot {repr(args.target) if args.target else 'every step'} in pipeline {self.pipeline.name!r}.")
@@ -335,6 +342,14 @@ class StepMagics(Magics):
         from .widgets.store_browser import StoreBrowser
 
         return StoreBrowser(self.pipeline.store)
+
+
+def _why_text(step: str, reasons: list[str]) -> str:
+    """``%pipeline why``'s answer: one line per reason, or that the step is up to date."""
+    if not reasons:
+        return f"{step!r} is up to date: running it restores its stored result."
+    lines = [f"{step!r} would run because:"] + [f"  - {reason}" for reason in reasons]
+    return "\n".join(lines)
 
 
 def parse_options(magic: Any, line: str) -> Any:

@@ -1,0 +1,163 @@
+"""Real notebooks as %%step cells: re-binding, imports, failed runs, restores and saying why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops_nb import Pipeline, Store
+
+from .conftest import Notebook
+
+
+def step(name: str, log: Path, body: str, options: str = "") -> str:
+    """A step cell that notes in ``log`` each time it really executes."""
+    return f"%%step {name} {options}\nopen({str(log)!r}, 'a').write('{name}\\n')\n{body}"
+
+
+def executions(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    return tmp_path / "executions.log"
+
+
+def restart(nb: Notebook) -> None:
+    """What a kernel restart does to the notebook's memory (the store stays)."""
+    nb.ok("%reset -f")
+    from mlops_nb.magics import load
+
+    load(nb.shell)
+
+
+def test_restart_and_run_all_with_imports_in_an_earlier_step(nb: Notebook, log: Path) -> None:
+    cells = [
+        step("setup", log, "import numpy as np\nfrom collections import Counter as C"),
+        step("data", log, "x = np.arange(5)\ncounts = C('abca')"),
+        step("total", log, "total = int(np.sum(x)) + counts['a']"),
+    ]
+    for cell in cells:
+        nb.ok(cell)
+    restart(nb)
+    for cell in cells:  # Restart & Run All: every step cached, none fails
+        nb.ok(cell)
+    assert executions(log) == ["setup", "data", "total"]
+    assert nb.ns["total"] == 12 and nb.ns["np"].__name__ == "numpy"
+    assert nb.pipeline.steps["total"].imports == {"np": ["numpy", ""]}
+    restart(nb)
+    nb.ok("%pipeline run")
+    assert nb.ns["total"] == 12 and executions(log) == ["setup", "data", "total"]
+
+
+def test_a_later_step_using_an_import_is_defined_alike_before_and_after_a_restart(
+    nb: Notebook, log: Path
+) -> None:
+    nb.ok(step("setup", log, "import numpy as np"))
+    nb.ok(step("use", log, "y = np.ones(2)"))
+    definition = nb.pipeline.steps["use"].to_json()
+    restart(nb)
+    nb.ok(step("use", log, "y = np.ones(2)"))  # run out of order: `setup` not re-run first
+    assert nb.pipeline.steps["use"].to_json() == definition
+    assert executions(log) == ["setup", "use"]
+    assert list(nb.ns["y"]) == [1.0, 1.0]
+
+
+def test_a_failed_run_never_replaces_the_stored_definition_or_result(
+    nb: Notebook, log: Path, store_home: Path
+) -> None:
+    nb.ok(step("load", log, "x = 2"))
+    nb.ok(step("double", log, "y = x * 2"))
+    error = nb.error(step("double", log, "y = x * 2 / undefined_name"))
+    assert isinstance(error, NameError)
+    assert nb.pipeline.status().set_index("step").loc["double", "state"] == "failed"
+    other = Pipeline(nb.pipeline.name, Store(store_home), namespace={})  # another kernel
+    assert other.run()["y"] == 4
+    assert executions(log) == ["load", "double", "double"]
+
+
+def test_a_restore_restores_every_step_it_can_and_names_the_others(
+    nb: Notebook, log: Path
+) -> None:
+    nb.ok(step("a", log, "a = 1"))
+    nb.error(step("broken", log, "b = a + missing_name"))
+    nb.ok(step("independent", log, "d = a + 10"))
+    restart(nb)
+    error = nb.error("%pipeline run")
+    assert isinstance(error, NameError)
+    assert "failed: broken (NameError)" in error.__notes__[0]
+    assert (nb.ns["a"], nb.ns["d"]) == (1, 11)  # restored although 'broken' failed
+
+
+def test_steps_after_a_failed_one_are_named_as_not_run(store: Store) -> None:
+    pipe = Pipeline("chain", store=store)
+    pipe.define_cell("first", "x = 1 / 0")
+    pipe.define_cell("second", "y = x + 1")
+    pipe.define_cell("third", "z = 3")
+    with pytest.raises(ZeroDivisionError) as failure:
+        pipe.run()
+    note = failure.value.__notes__[0]
+    assert "1 of 3 steps are up to date" in note
+    assert "not run because they depend on a failed step: second" in note
+    assert pipe.namespace["z"] == 3
+
+
+def test_a_long_chain_restores_without_hitting_the_recursion_limit(store: Store) -> None:
+    pipe = Pipeline("chain", store=store)
+    pipe.define_cell("s0", "x0 = 0")
+    for index in range(1, 400):
+        pipe.define_cell(f"s{index}", f"x{index} = x{index - 1} + 1")
+    pipe.run()
+    fresh = Pipeline("chain", store=store, namespace={})
+    assert fresh.run_step("s399").action == "cached"
+    assert fresh.namespace["x399"] == 399
+
+
+def test_why_names_the_code_diff_the_input_and_its_producer(nb: Notebook, log: Path) -> None:
+    nb.ok(step("load", log, "x = 2"))
+    nb.ok(step("double", log, "y = x * 2"))
+    assert nb.pipeline.explain("double") == []
+    nb.pipeline.define_cell("load", "x = 3")  # defined, not run yet
+    nb.ok(step("load", log, "x = 3"))
+    assert nb.pipeline.explain("double") == ["input 'x' changed (from step 'load')"]
+    nb.pipeline.define_cell("double", "y = x * 2 + 1")
+    [code] = [r for r in nb.pipeline.explain("double") if r.startswith("its code changed")]
+    assert "-y = x * 2" in code and "+y = x * 2 + 1" in code
+    status = nb.pipeline.status().set_index("step")
+    assert status.loc["double", "state"] == "stale" and status.loc["double", "why"] == "its code changed"
+
+
+def test_the_status_line_of_a_step_that_runs_says_why(nb: Notebook, log: Path, capsys) -> None:
+    nb.ok(step("load", log, "x = 2"))
+    nb.ok(step("double", log, "y = x * 2"))
+    nb.ok(step("load", log, "x = 5"))
+    capsys.readouterr()
+    nb.ok(step("double", log, "y = x * 2"))
+    assert "ran because input 'x' changed (from step 'load')" in capsys.readouterr().out
+    nb.ok(step("double", log, "y = x * 2", "--force"))
+    assert "ran because forced" in capsys.readouterr().out
+
+
+def test_pipeline_why_magic_prints_the_reasons(nb: Notebook, log: Path, capsys) -> None:
+    nb.ok(step("load", log, "x = 2"))
+    capsys.readouterr()
+    nb.ok("%pipeline why load")
+    assert "'load' is up to date" in capsys.readouterr().out
+    nb.pipeline.define_cell("load", "x = 4")
+    nb.ok("%pipeline why load")
+    assert "'load' would run because:\n  - its code changed" in capsys.readouterr().out
+    assert "Did you mean 'load'?" in str(nb.error("%pipeline why lod"))
+    assert "needs a step name" in str(nb.error("%pipeline why"))
+
+
+def test_restoring_a_function_points_it_at_the_notebooks_globals(nb: Notebook, log: Path) -> None:
+    nb.ok("factor = 3")
+    nb.ok(step("helpers", log, "def scale(v):\n    return v * factor"))
+    restart(nb)
+    nb.ok("factor = 3")
+    nb.ok(step("helpers", log, "def scale(v):\n    return v * factor"))
+    assert executions(log) == ["helpers"]
+    nb.ok("factor = 5")
+    assert nb.ns["scale"](2) == 10  # as a plain cell's function would: it sees the new factor
