@@ -8,6 +8,7 @@ import graphlib
 import importlib
 import inspect
 import json
+import pickle
 import sys
 import textwrap
 import time
@@ -32,7 +33,7 @@ from .errors import (
     validate_name,
 )
 from .executors import InProcessExecutor, Recording, remember_source, resolve_executor
-from .hashing import content_hash
+from .hashing import content_hash, hash_bytes
 from .observers import ProgressBar, RunObserver
 from .runs import Basis, RunRecords
 from .steps import Step
@@ -142,6 +143,9 @@ class Pipeline:
         self.steps: dict[str, Step] = {step.name: step for step in steps}
         #: The definitions as saved: a step's definition is saved only once it ran or restored.
         self._saved = {step.name: step.to_json() for step in steps}
+        #: Hashes of every value a step produced in this session, by name, even if the step has
+        #: since been cleared: such a value in the namespace came from a step, not a plain cell.
+        self._produced: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, steps={list(self.steps)})"
@@ -372,7 +376,10 @@ class Pipeline:
         """The step's current fingerprint: its code and options plus the content of its inputs."""
         return self.basis(name).fingerprint
 
-    def _basis(self, step: Step, last: dict[str, dict[str, Any]]) -> Basis:
+    def _basis(
+        self, step: Step, last: dict[str, dict[str, Any]], settings: dict[str, Any] | None = None
+    ) -> Basis:
+        """The step's basis now; ``settings`` is a :func:`global_state.snapshot` taken already."""
         links = self.links()[step.name]
         inputs: dict[str, list[Any]] = {}
         for read in step.reads:
@@ -389,15 +396,17 @@ class Pipeline:
         }
         if step.func is not None:
             deps["function"] = content_hash(step.func)
-        elif step.kind == "function" and (before := last.get(step.name, {}).get("basis")):
+        elif step.kind == "function" and (before := RunRecords.basis(last.get(step.name))):
             # A function step from another session: its code is not loaded here to hash, so
             # its stored result stands for it (it cannot run here anyway).
             deps["function"] = before.deps.get("function", "")
-        settings = global_state.settings_hashes(global_state.snapshot())
+        snapshot = global_state.snapshot() if settings is None else settings
+        hashes = global_state.settings_hashes(snapshot)
         for generator in global_state.draws_from_global_rng(step.code, self.namespace):
-            settings[f"{generator} random state"] = global_state.rng_hash(generator)
+            # pickle, not content_hash: that would import pandas for a numpy value
+            hashes[f"{generator} random state"] = hash_bytes(pickle.dumps(snapshot.get(generator)))
         return Basis(
-            step.code_hash, step.source, [], inputs, files, deps, settings,
+            step.code_hash, step.source, [], inputs, files, deps, hashes,
         )  # fmt: skip
 
     # -- running -----------------------------------------------------------------------------------
@@ -459,9 +468,9 @@ class Pipeline:
         step = self._get(name)
         try:
             self._redo_imports(step)
-            self._provide_inputs(step)
-            last = self.records.last()
-            basis = self._basis(step, last)
+            last = self._provide_inputs(step)
+            settings_before = global_state.snapshot()
+            basis = self._basis(step, last, settings_before)
         except MlopsNbError:  # e.g. an input nobody defines: observers see the step fail
             self.notify("step_finished", StepReport(name, "failed", 0.0))
             raise
@@ -481,7 +490,6 @@ class Pipeline:
             )
         self.notify("step_started", name)
         started = time.perf_counter()
-        settings_before = global_state.snapshot()
         try:
             with lineage.collecting() as used:
                 recording = self.executor.execute(step, self.namespace)
@@ -516,6 +524,7 @@ class Pipeline:
         outputs = tuple(n for n in step.outputs if n in self.namespace)
         if step.no_cache:
             hashes = {n: content_hash(self.namespace[n]) for n in outputs}
+            self._note_produced(hashes)
             with self.store.transaction() as db:
                 self.records.record(db, step.name, "ran", basis, hashes, seconds)
             return StepReport(step.name, "ran", seconds, outputs, stored=False, recording=recording)
@@ -538,7 +547,12 @@ class Pipeline:
             self.records.record(
                 db, step.name, "ran", basis, {n: r.value_hash for n, r in refs.items()}, seconds
             )
+        self._note_produced({n: r.value_hash for n, r in refs.items()})
         return StepReport(step.name, "ran", seconds, outputs, recording=recording)
+
+    def _note_produced(self, hashes: dict[str, str]) -> None:
+        for name, value_hash in hashes.items():
+            self._produced.setdefault(name, set()).add(value_hash)
 
     def _redo_imports(self, step: Step) -> None:
         """Import what the step reads as a module or library object, and re-do its own imports.
@@ -554,15 +568,16 @@ class Pipeline:
             with contextlib.suppress(ImportError):
                 exec(statement, self.namespace)  # noqa: S102 -- the step's own import line
 
-    def _provide_inputs(self, step: Step) -> None:
+    def _provide_inputs(self, step: Step) -> dict[str, dict[str, Any]]:
         """Make sure each name the step reads holds its producer's version.
 
         A value another (later) step put under that name, or no value at all, is replaced by
         restoring (or running) the producer. A value that no step produced comes from a plain
         cell and is used as it is. The walk is a loop, not a recursion: chains of any length.
+        Returns the last run of every step (see :meth:`RunRecords.last`), as it is afterwards.
         """
         last = self.records.last()
-        produced: dict[str, set[str]] = {}
+        produced = {name: set(hashes) for name, hashes in self._produced.items()}
         for record in last.values():
             for output, value_hash in record["outputs"].items():
                 produced.setdefault(output, set()).add(value_hash)
@@ -584,6 +599,8 @@ class Pipeline:
                     pending.append(producer)
         for producer in [name for name in self.steps if name in stale]:  # in notebook order
             self.run_step(producer)
+        if stale:
+            last = self.records.last()
         recorded_inputs = last.get(step.name, {}).get("inputs", {})
         for read in step.reads:
             if read not in self.namespace and (step.func is not None or read in recorded_inputs):
@@ -593,6 +610,7 @@ class Pipeline:
                     f"{did_you_mean(read, [*self.namespace, *self._all_outputs()])} Run the cell "
                     f"that defines it, or compute it inside a step so the pipeline can restore it."
                 )
+        return last
 
     def _all_outputs(self) -> list[str]:
         return [n for s in self.steps.values() for n in s.outputs]
@@ -614,6 +632,7 @@ class Pipeline:
         if replay:
             self.executor.replay(recording)
         hashes = {n: pair[1] for n, pair in stored.items()}
+        self._note_produced(hashes)
         with self.store.transaction() as db:
             self.records.record(db, step.name, "cached", basis, hashes, seconds)
         return StepReport(step.name, "cached", seconds, tuple(stored), tuple(restored), recording=recording)
@@ -659,8 +678,9 @@ class Pipeline:
         reasons = []
         if record["action"] == "failed":
             reasons.append(f"it failed last time ({record['error']})")
-        if record["basis"] is not None:
-            reasons.extend(basis.differences(record["basis"]))
+        before = RunRecords.basis(record)
+        if before is not None:
+            reasons.extend(basis.differences(before))
         return reasons or ["its stored result is missing (cleared or collected)"]
 
     def states(self) -> dict[str, dict[str, Any]]:

@@ -83,7 +83,10 @@ class Basis:
                                    f"{label} is {'new' if now_dep else 'no longer used'}")
         for label in sorted(set(self.settings) | set(before.settings)):
             if self.settings.get(label) != before.settings.get(label):
-                reasons.append(f"global setting {label} changed")
+                if label.endswith("random state"):
+                    reasons.append(f"the global {label} changed (something drew from or seeded it)")
+                else:
+                    reasons.append(f"the global {label} settings changed (e.g. set_option, set_config, rcParams)")
         return reasons
 
 
@@ -114,7 +117,11 @@ class RunRecords:
         return rows[0] if rows else None
 
     def last(self) -> dict[str, dict[str, Any]]:
-        """Per step, its last run: action, code hash, inputs, outputs, seconds, error, basis."""
+        """Per step, its last run: action, code hash, inputs, outputs, seconds, error, basis.
+
+        The basis stays JSON text until someone asks (:meth:`basis`): most callers only need
+        the outputs, and a notebook can have hundreds of steps.
+        """
         rows = self.store.query(
             "SELECT step, action, code_hash, inputs, outputs, seconds, error, basis FROM runs "
             "WHERE pipeline = ?",
@@ -124,10 +131,15 @@ class RunRecords:
             row[0]: {
                 "action": row[1], "code_hash": row[2], "inputs": json.loads(row[3]),
                 "outputs": json.loads(row[4]), "seconds": row[5], "error": row[6],
-                "basis": Basis.from_json(row[7]),
+                "basis": row[7],
             }
             for row in rows
         }  # fmt: skip
+
+    @staticmethod
+    def basis(record: dict[str, Any] | None) -> Basis | None:
+        """The basis of a run from :meth:`last`, or None."""
+        return Basis.from_json(record["basis"]) if record else None
 
     def record(
         self, db: Any, step: str, action: str, basis: Basis, outputs: dict[str, str], seconds: float

@@ -161,3 +161,43 @@ def test_restoring_a_function_points_it_at_the_notebooks_globals(nb: Notebook, l
     assert executions(log) == ["helpers"]
     nb.ok("factor = 5")
     assert nb.ns["scale"](2) == 10  # as a plain cell's function would: it sees the new factor
+
+
+def test_global_settings_set_in_a_cached_step_are_re_applied(nb: Notebook, log: Path) -> None:
+    cells = [
+        step("setup", log, "import sklearn\nimport numpy as np\nsklearn.set_config(transform_output='pandas')\nnp.random.seed(7)"),
+        step("scale", log, "from sklearn.preprocessing import StandardScaler\nscaled = StandardScaler().fit_transform([[1.0], [3.0]])\nkind = type(scaled).__name__"),
+        step("draw", log, "draws = np.random.rand(3).round(6).tolist()"),
+    ]
+    for cell in cells:
+        nb.ok(cell)
+    plain = (nb.ns["kind"], nb.ns["draws"])
+    assert plain[0] == "DataFrame"
+    nb.ok("import sklearn; sklearn.set_config(transform_output='default')\nimport numpy as np; np.random.seed(0)")
+    restart(nb)
+    for cell in cells:
+        nb.ok(cell)
+    assert executions(log) == ["setup", "scale", "draw"]
+    assert (nb.ns["kind"], nb.ns["draws"]) == plain
+    import sklearn
+
+    assert sklearn.get_config()["transform_output"] == "pandas"
+    sklearn.set_config(transform_output="default")
+
+
+def test_a_step_drawing_from_the_global_generator_depends_on_its_state(nb: Notebook, log: Path) -> None:
+    nb.ok(step("seed", log, "import numpy as np\nnp.random.seed(1)"))
+    nb.ok(step("draw", log, "first = np.random.rand()"))
+    nb.ok(step("draw_again", log, "second = np.random.rand()"))
+    assert nb.ns["first"] != nb.ns["second"]  # the state moved on, as in a plain run
+    values = (nb.ns["first"], nb.ns["second"])
+    restart(nb)
+    for name, body in [("seed", "import numpy as np\nnp.random.seed(1)"), ("draw", "first = np.random.rand()"),
+                       ("draw_again", "second = np.random.rand()")]:
+        nb.ok(step(name, log, body))
+    assert (nb.ns["first"], nb.ns["second"]) == values
+    assert executions(log) == ["seed", "draw", "draw_again"]
+    nb.ok(step("seed", log, "import numpy as np\nnp.random.seed(2)"))
+    nb.ok(step("draw", log, "first = np.random.rand()"))
+    assert executions(log)[-1] == "draw"  # a new seed: the draw is computed again
+    assert "numpy.random random state changed" in nb.pipeline.explain("draw_again")[0]
