@@ -1,89 +1,30 @@
-"""How a step's code runs and how its recorded output is replayed (Strategy pattern)."""
+"""Schedulers: which step runs when and where, in this process or on Dask (Strategy pattern).
+
+A scheduler orders the steps and asks the pipeline to run each one; running one step's code is
+the cell runner's job (:mod:`mlops_nb.runners`), deciding cache hits the pipeline's.
+"""
 
 from __future__ import annotations
 
-import ast
 import contextlib
+import functools
 import io
-import linecache
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .runs import StepReport
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline, Step, StepReport
-    from .store import Store
+    from .pipeline import Pipeline
+    from .steps import Step
 
-__all__ = [
-    "InProcessExecutor", "DaskExecutor", "resolve_executor", "run_code", "remember_source",
-    "Recording",
-]  # fmt: skip
-
-#: The output a step produced, in order, as nbformat-style dicts
-#: (``{"output_type": "stream", "name": "stdout", "text": ...}`` or ``display_data``).
-Recording = list[dict[str, Any]]
-
-
-def remember_source(code: str, filename: str) -> None:
-    """Let tracebacks and warnings quote ``code`` under ``filename`` (e.g. ``<step clean>``)."""
-    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
-
-
-def run_code(code: str, namespace: dict[str, Any], filename: str) -> Any:
-    """Execute cell code in ``namespace`` like a notebook cell; return its last expression's value.
-
-    The source is registered with :mod:`linecache` so tracebacks show the step's own lines.
-    A trailing ``;`` hides the last value, as in IPython.
-
-    >>> ns = {}
-    >>> run_code("x = 2\\nx * 21", ns, "<step demo>")
-    42
-    """
-    __tracebackhide__ = True  # noqa: F841 -- IPython hides this frame from tracebacks
-    tree = ast.parse(code, filename)
-    last: ast.Expr | None = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
-        last = cast(ast.Expr, tree.body.pop())
-    remember_source(code, filename)
-    exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 -- running the user's cell is the job
-    if last is None:
-        return None
-    return eval(compile(ast.Expression(last.value), filename, "eval"), namespace)  # noqa: S307
-
-
-class _Tee(io.TextIOBase):
-    """Writes through to a stream while recording what was written."""
-
-    def __init__(self, target: Any, name: str, recording: Recording) -> None:
-        self.target, self.name, self.recording = target, name, recording
-
-    def write(self, text: str) -> int:
-        self.target.write(text)
-        last = self.recording[-1] if self.recording else None
-        if last and last["output_type"] == "stream" and last["name"] == self.name:
-            last["text"] += text
-        else:
-            self.recording.append({"output_type": "stream", "name": self.name, "text": text})
-        return len(text)
-
-    def flush(self) -> None:
-        self.target.flush()
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return getattr(self.target, "encoding", "utf-8")
+__all__ = ["InProcessExecutor", "DaskExecutor", "resolve_executor"]
 
 
 class InProcessExecutor:
-    """Runs steps in this process, in the pipeline's namespace, recording stdout and stderr.
-
-    Other front ends subclass it: the notebook executor also records rich display output.
-    """
+    """Runs steps in this process, one after the other, in dependency order."""
 
     def run_steps(self, pipeline: Pipeline, names: list[str], *, force: bool = False) -> None:
         """Bring ``names`` (in dependency order) up to date, one after the other.
@@ -105,58 +46,11 @@ class InProcessExecutor:
         if failed:
             raise_first_failure(failed, blocked, len(names))
 
-
     def close(self) -> None:
         """Release what the executor holds: nothing, in this process."""
 
-    def execute(self, step: Step, namespace: dict[str, Any]) -> Recording:
-        """Run ``step``; its outputs land in ``namespace``. Returns what it printed and displayed."""
-        __tracebackhide__ = True  # noqa: F841
-        recording: Recording = []
-        with self.recording(recording):
-            value = self.call(step, namespace)
-            if value is not None:
-                self.show(value)
-            self.finish()
-        return recording
 
-    @contextlib.contextmanager
-    def recording(self, recording: Recording) -> Iterator[None]:
-        """While active, what the step writes to stdout and stderr is shown and recorded."""
-        saved = sys.stdout, sys.stderr
-        sys.stdout = _Tee(saved[0], "stdout", recording)
-        sys.stderr = _Tee(saved[1], "stderr", recording)
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
-
-    def finish(self) -> None:
-        """Called after the step's code, still recording (front ends flush pending output here)."""
-
-    def call(self, step: Step, namespace: dict[str, Any]) -> Any:
-        """Run the step's code or function; return the value to display, if any."""
-        __tracebackhide__ = True  # noqa: F841
-        if step.func is None:
-            return run_code(step.code, namespace, f"<step {step.name}>")
-        result = step.func(*(namespace[name] for name in step.reads))
-        assign_outputs(step, result, namespace)
-        return None
-
-    def show(self, value: Any) -> None:
-        """Display a cell's last value: in a script, its repr on stdout."""
-        print(repr(value))
-
-    def replay(self, recording: Recording) -> None:
-        """Show recorded output again, as text."""
-        for output in recording:
-            if output["output_type"] == "stream":
-                (sys.stderr if output["name"] == "stderr" else sys.stdout).write(output["text"])
-            else:
-                print(output["data"].get("text/plain", ""))
-
-
-def raise_first_failure(failed: dict[str, BaseException], blocked: list[str], total: int) -> None:
+def raise_first_failure(failed: Mapping[str, BaseException], blocked: list[str], total: int) -> None:
     """Raise the first step's own exception, with a note summing up the whole run."""
     first = next(iter(failed.values()))
     done = total - len(failed) - len(blocked)
@@ -168,20 +62,6 @@ def raise_first_failure(failed: dict[str, BaseException], blocked: list[str], to
         note += f"; not run because they depend on a failed step: {', '.join(blocked)}"
     first.add_note(note + ". Fix the failing step and run again: the others stay cached.")
     raise first
-
-
-def assign_outputs(step: Step, result: Any, namespace: dict[str, Any]) -> None:
-    """Bind a function step's return value to its output name(s)."""
-    if len(step.outputs) == 1:
-        namespace[step.outputs[0]] = result
-        return
-    if not isinstance(result, (tuple, list)) or len(result) != len(step.outputs):
-        raise ValueError(
-            f"Step {step.name!r} declares outputs {list(step.outputs)} but returned "
-            f"{type(result).__qualname__}; return a tuple of {len(step.outputs)} values."
-        )
-    namespace.update(zip(step.outputs, result))
-
 
 
 def resolve_executor(spec: InProcessExecutor | DaskExecutor | str) -> InProcessExecutor | DaskExecutor:
@@ -284,8 +164,6 @@ class DaskExecutor:
         __tracebackhide__ = True  # noqa: F841
         from distributed import as_completed
 
-        from .pipeline import StepReport
-
         client = self.client  # connect first: a connection error is not a pickling error
         busy = dict.fromkeys(client.scheduler_info()["workers"], 0)  # steps sent, per worker
         waiting_on = {name: set(pipeline.upstream(name)) & set(names) for name in names}
@@ -318,7 +196,7 @@ class DaskExecutor:
                 report, outputs = future.result()
                 pipeline.namespace.update(outputs)
                 if report.action == "ran":
-                    pipeline.executor.replay(report.recording)
+                    pipeline.runner.replay(report.recording)
                 pipeline.notify("step_finished", report)
                 for other, ups in waiting_on.items():
                     if name in ups:
@@ -346,8 +224,8 @@ class DaskExecutor:
         links = {read: producer for read, producer in pipeline.links()[name].items() if producer in after}
         try:
             return self.client.submit(
-                _run_on_worker, pipeline.name, pipeline.store, list(pipeline.steps.values()),
-                step, given, after, links, force,
+                _run_on_worker, functools.partial(type(pipeline), pipeline.name, pipeline.store),
+                list(pipeline.steps.values()), step, given, after, links, force,
                 key=f"step-{name}-{uuid.uuid4().hex[:8]}", pure=False,
                 workers=[worker], allow_other_workers=True,  # elsewhere only if it leaves
             )  # fmt: skip
@@ -384,23 +262,22 @@ def _unpicklable(step: Step, given: dict[str, Any]) -> str:
 
 
 def _run_on_worker(
-    pipeline_name: str, store: Store, steps: list[Step], step: Step, given: dict[str, Any],
+    make_pipeline: Callable[..., Pipeline], steps: list[Step], step: Step, given: dict[str, Any],
     after: dict[str, tuple[StepReport, dict[str, Any]]], links: dict[str, str], force: bool,
 ) -> tuple[StepReport, dict[str, Any]]:  # fmt: skip
     """Runs on a Dask worker: one step, with the cache, in a namespace made of its inputs.
 
     ``after`` holds the results of the upstream steps (Dask waits for them before calling this);
     ``links`` says which of them each input comes from, and ``steps`` are the client's steps in
-    notebook order, so the worker links every name exactly as the client does.
+    notebook order, so the worker links every name exactly as the client does. The pipeline on
+    the worker decides the cache hit exactly as in the client's process (``Pipeline.run_step``).
     """
     __tracebackhide__ = True  # noqa: F841
     from distributed import get_worker
 
-    from .pipeline import Pipeline, StepReport
-
     namespace = dict(given)
     namespace.update((read, after[producer][1][read]) for read, producer in links.items())
-    pipeline = Pipeline(pipeline_name, store, namespace)
+    pipeline = make_pipeline(namespace=namespace)
     pipeline.steps = {s.name: (step if s.name == step.name else s) for s in steps}
     # Recorded output is shown by the client; the worker's own console would only repeat it.
     sink = io.StringIO()

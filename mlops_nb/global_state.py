@@ -108,14 +108,17 @@ def _pandas_options() -> dict[str, Any]:
 
 
 def _rc_params(rc_params: Any) -> dict[str, Any]:
-    """matplotlib's rcParams as a plain dict, without the backend.
+    """matplotlib's rcParams as a plain dict, without the backend and interactive mode.
 
     ``dict.items`` reads the values as stored: no validation, no deprecation warnings, and no
-    backend resolution (reading ``rcParams["backend"]`` can import pyplot). The backend is the
-    front end's choice (``%matplotlib``), and its default is a sentinel that cannot be pickled.
+    backend resolution (reading ``rcParams["backend"]`` can import pyplot). The backend and
+    interactive mode are the front end's choice (``%matplotlib``; Jupyter's inline backend turns
+    interactive mode on when pyplot is imported): neither changes what a step computes, and the
+    backend's default is a sentinel that cannot be pickled.
     """
     params = dict(dict.items(rc_params))
     params.pop("backend", None)
+    params.pop("interactive", None)
     return params
 
 

@@ -18,16 +18,17 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from .errors import MlopsNbError, validate_name
-from .executors import DaskExecutor, InProcessExecutor, Recording, resolve_executor, run_code
+from .executors import DaskExecutor, InProcessExecutor, resolve_executor
+from .runners import CellRunner, Recording, run_code
 from .observers import StatusLines
 from .pipeline import Pipeline, StepReport
 from .store import Store
 
-__all__ = ["StepMagics", "NotebookExecutor", "load", "active_pipeline"]
+__all__ = ["StepMagics", "NotebookRunner", "load", "active_pipeline"]
 
 
-class NotebookExecutor(InProcessExecutor):
-    """Runs steps in the kernel, recording rich display output (tables, figures) for replay."""
+class NotebookRunner(CellRunner):
+    """Runs a step's code in the kernel, recording rich display output (tables, figures) for replay."""
 
     def __init__(self, shell: InteractiveShell) -> None:
         self.shell = shell
@@ -110,7 +111,7 @@ class StepMagics(Magics):
 
     def _open(self, name: str) -> Pipeline:
         store = self._pipeline.store if self._pipeline is not None else Store()
-        pipeline = Pipeline(name, store, self.kernel.user_ns, NotebookExecutor(self.kernel))
+        pipeline = Pipeline(name, store, self.kernel.user_ns, runner=NotebookRunner(self.kernel))
         pipeline.hidden_names = set(self.kernel.user_ns_hidden)
         return pipeline
 

@@ -15,7 +15,6 @@ import time
 import types
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +31,11 @@ from .errors import (
     did_you_mean,
     validate_name,
 )
-from .executors import InProcessExecutor, Recording, remember_source, resolve_executor
+from .executors import InProcessExecutor, resolve_executor
+from .runners import CellRunner, Recording, remember_source
 from .hashing import content_hash, hash_bytes
 from .observers import ProgressBar, RunObserver
-from .runs import Basis, RunRecords
+from .runs import Basis, RunRecords, StepReport
 from .steps import Step
 from .store import Store
 
@@ -47,41 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["Step", "StepReport", "Pipeline", "STATES"]
 
 STATES = ("up to date", "stale", "never run", "failed")
-
-
-@dataclass
-class StepReport:
-    """What happened when a step was asked to run."""
-
-    step: str
-    action: str  # "ran", "cached" or "failed"
-    seconds: float
-    outputs: tuple[str, ...] = ()
-    restored: tuple[str, ...] = ()
-    stored: bool = True
-    #: What the step printed and displayed (when it ran, or when the cached run did).
-    recording: Recording = field(default_factory=list, repr=False)
-    #: When the report was made (``time.time()``): for a step that ran, when it finished.
-    finished: float = field(default_factory=time.time)
-    #: The address of the Dask worker that ran or restored the step; "" for this process.
-    worker: str = ""
-    #: Why a step ran instead of being restored (the first reason), e.g. "input 'X' changed".
-    reason: str = ""
-
-    def summary(self, force_hint: str) -> str:
-        """The one status line shown after a step."""
-        names = ", ".join(self.outputs) or "no outputs"
-        if self.action == "ran":
-            kept = "stored" if self.stored else "not stored: --no-cache"
-            because = f"; ran because {self.reason}" if self.reason and self.reason != "never run" else ""
-            return f"✓ {self.step}: ran in {self.seconds:.2f} s → {names} ({kept}){because}"
-        if self.action == "cached":
-            how = f"restored {', '.join(self.restored)} from the store" if self.restored else "outputs already in memory"
-            return (
-                f"✓ {self.step}: up to date, cached: {how}, saving {self.seconds:.2f} s. "
-                f"To re-run anyway: {force_hint}"
-            )
-        return f"✗ {self.step}: failed after {self.seconds:.2f} s; nothing was stored"
 
 
 class Pipeline:
@@ -99,8 +64,10 @@ class Pipeline:
         Where results live; default ``Store()`` (``$MLOPS_NB_HOME`` or ``./.mlops_nb``).
     namespace : dict, optional
         Where steps read inputs and write outputs; in a notebook, the user namespace.
-    executor : InProcessExecutor, optional
-        How steps run.
+    executor : InProcessExecutor or DaskExecutor, optional
+        Which step runs when and where (the scheduler); default: one after the other, here.
+    runner : CellRunner, optional
+        How one step's code runs and its output is recorded; notebooks record rich output.
 
     Examples
     --------
@@ -123,12 +90,14 @@ class Pipeline:
         name: str = "default",
         store: Store | None = None,
         namespace: dict[str, Any] | None = None,
-        executor: InProcessExecutor | None = None,
+        executor: InProcessExecutor | DaskExecutor | None = None,
+        runner: CellRunner | None = None,
     ) -> None:
         self.name = validate_name(name, "pipeline")
         self.store = store if store is not None else Store()
         self.namespace: dict[str, Any] = namespace if namespace is not None else {}
-        self.executor = executor or InProcessExecutor()
+        self.executor: InProcessExecutor | DaskExecutor = executor or InProcessExecutor()
+        self.runner = runner or CellRunner()
         self.records = RunRecords(self.store, self.name)
         #: Told about every step that runs or is restored: progress bars, live DAG views...
         self.observers: list[RunObserver] = []
@@ -369,12 +338,17 @@ class Pipeline:
     def basis(self, name: str) -> Basis:
         """What the step's fingerprint is made of now: code, inputs, files, code it uses, settings."""
         step = self._get(name)
-        self._redo_imports(step)
-        return self._basis(step, self.records.last())
+        return self._current_basis(step, self.records.last())
 
     def fingerprint(self, name: str) -> str:
         """The step's current fingerprint: its code and options plus the content of its inputs."""
         return self.basis(name).fingerprint
+
+    def _current_basis(self, step: Step, last: dict[str, dict[str, Any]]) -> Basis:
+        self._import_reads(step)
+        settings = global_state.snapshot()
+        self._redo_own_imports(step)
+        return self._basis(step, last, settings)
 
     def _basis(
         self, step: Step, last: dict[str, dict[str, Any]], settings: dict[str, Any] | None = None
@@ -467,9 +441,12 @@ class Pipeline:
         __tracebackhide__ = True  # noqa: F841
         step = self._get(name)
         try:
-            self._redo_imports(step)
+            self._import_reads(step)
             last = self._provide_inputs(step)
+            # Settings as the cells before left them: before this step's own imports, which
+            # may change them (matplotlib's inline backend sets rcParams when pyplot is imported).
             settings_before = global_state.snapshot()
+            self._redo_own_imports(step)
             basis = self._basis(step, last, settings_before)
         except MlopsNbError:  # e.g. an input nobody defines: observers see the step fail
             self.notify("step_finished", StepReport(name, "failed", 0.0))
@@ -492,7 +469,7 @@ class Pipeline:
         started = time.perf_counter()
         try:
             with lineage.collecting() as used:
-                recording = self.executor.execute(step, self.namespace)
+                recording = self.runner.execute(step, self.namespace)
             changes = global_state.changes(settings_before, global_state.snapshot())
             seconds = time.perf_counter() - started
             report = self._store_run(step, basis, recording, seconds, used, changes)
@@ -554,16 +531,19 @@ class Pipeline:
         for name, value_hash in hashes.items():
             self._produced.setdefault(name, set()).add(value_hash)
 
-    def _redo_imports(self, step: Step) -> None:
-        """Import what the step reads as a module or library object, and re-do its own imports.
+    def _import_reads(self, step: Step) -> None:
+        """Import what the step reads as a module or library object (made by an earlier step).
 
-        Imports are never data: after a restart, a cached step still leaves its modules
-        behind for the cells after it, as a plain run would.
+        Imports are never data: after a restart they are imported again, not restored.
         """
         for alias, (module, qualname) in step.imports.items():
             if alias not in self.namespace:
                 with contextlib.suppress(ImportError, AttributeError):
                     self.namespace[alias] = _load(module, qualname)
+
+    def _redo_own_imports(self, step: Step) -> None:
+        """Re-do the step's own import statements: a cached step still leaves its modules
+        behind for the cells after it, as a plain run would."""
         for statement in step.import_statements():
             with contextlib.suppress(ImportError):
                 exec(statement, self.namespace)  # noqa: S102 -- the step's own import line
@@ -630,7 +610,7 @@ class Pipeline:
         if state:
             global_state.apply(self.store.get(state, label=f"global settings of step {step.name!r}"))
         if replay:
-            self.executor.replay(recording)
+            self.runner.replay(recording)
         hashes = {n: pair[1] for n, pair in stored.items()}
         self._note_produced(hashes)
         with self.store.transaction() as db:
@@ -659,9 +639,8 @@ class Pipeline:
         setting, new feature data; or that it was never run or failed last time.
         """
         step = self._get(name)
-        self._redo_imports(step)
         last = self.records.last()
-        basis = self._basis(step, last)
+        basis = self._current_basis(step, last)
         if step.no_cache:
             return ["it is a --no-cache step: it always runs"]
         row = self.records.result(step.name, basis.fingerprint)

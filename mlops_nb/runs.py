@@ -10,9 +10,10 @@ from typing import Any
 
 import xxhash
 
+from .runners import Recording
 from .store import Store
 
-__all__ = ["Basis", "RunRecords"]
+__all__ = ["Basis", "RunRecords", "StepReport"]
 
 
 @dataclass
@@ -88,6 +89,41 @@ class Basis:
                 else:
                     reasons.append(f"the global {label} settings changed (e.g. set_option, set_config, rcParams)")
         return reasons
+
+
+@dataclass
+class StepReport:
+    """What happened when a step was asked to run."""
+
+    step: str
+    action: str  # "ran", "cached" or "failed"
+    seconds: float
+    outputs: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()
+    stored: bool = True
+    #: What the step printed and displayed (when it ran, or when the cached run did).
+    recording: Recording = field(default_factory=list, repr=False)
+    #: When the report was made (``time.time()``): for a step that ran, when it finished.
+    finished: float = field(default_factory=time.time)
+    #: The address of the Dask worker that ran or restored the step; "" for this process.
+    worker: str = ""
+    #: Why a step ran instead of being restored (the first reason), e.g. "input 'X' changed".
+    reason: str = ""
+
+    def summary(self, force_hint: str) -> str:
+        """The one status line shown after a step."""
+        names = ", ".join(self.outputs) or "no outputs"
+        if self.action == "ran":
+            kept = "stored" if self.stored else "not stored: --no-cache"
+            because = f"; ran because {self.reason}" if self.reason and self.reason != "never run" else ""
+            return f"✓ {self.step}: ran in {self.seconds:.2f} s → {names} ({kept}){because}"
+        if self.action == "cached":
+            how = f"restored {', '.join(self.restored)} from the store" if self.restored else "outputs already in memory"
+            return (
+                f"✓ {self.step}: up to date, cached: {how}, saving {self.seconds:.2f} s. "
+                f"To re-run anyway: {force_hint}"
+            )
+        return f"✗ {self.step}: failed after {self.seconds:.2f} s; nothing was stored"
 
 
 def _diff(before: str, after: str) -> str:

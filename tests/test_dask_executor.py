@@ -206,3 +206,49 @@ def test_pipeline_run_magic_on_dask(nb: Any, tmp_path: Path, capsys: Any) -> Non
     finally:
         for executor in nb.shell.magics_manager.registry["StepMagics"]._executors.values():
             executor.close()
+
+
+def test_a_failure_does_not_stop_the_steps_that_do_not_depend_on_it(dask: DaskExecutor, store: Store) -> None:
+    pipe = Pipeline("keep_going", store)
+    pipe.define_cell("bad", "bad = 1 / 0")
+    pipe.define_cell("after_bad", "after = bad + 1")
+    pipe.define_cell("later", "import time\ntime.sleep(0.3)\nlater = 5")  # starts after the failure
+    with pytest.raises(ZeroDivisionError) as failure:
+        pipe.run(executor=dask)
+    assert pipe.namespace["later"] == 5
+    assert "not run because they depend on a failed step: after_bad" in failure.value.__notes__[0]
+
+
+def test_re_bound_names_reach_each_reader_as_in_process(dask: DaskExecutor, store: Store, tmp_path: Path) -> None:
+    cells = {
+        "a": "value = 1",
+        "use_a": "first = value * 10",
+        "b": "value = value + 1",
+        "use_b": "second = value * 10",
+    }
+    here = Pipeline("rebind", Store(tmp_path / "here"), namespace={})
+    there = Pipeline("rebind", store, namespace={})
+    for name, code in cells.items():
+        here.define_cell(name, code)
+        there.define_cell(name, code)
+    assert here.run() == there.run(executor=dask)
+    assert (there.namespace["first"], there.namespace["second"]) == (10, 20)
+
+
+def test_a_pipeline_made_with_a_dask_executor_runs_single_steps_here(dask: DaskExecutor, store: Store) -> None:
+    pipe = Pipeline("made_with_dask", store, executor=dask)
+    pipe.define_cell("one", "one = 1")
+    assert pipe.run_step("one").action == "ran"  # one step: run by the cell runner, in this process
+    assert pipe.run()["one"] == 1  # the whole pipeline: on the cluster
+    assert pipe.run_step("one").action == "cached"
+
+
+def test_steps_deleted_from_the_notebook_are_not_restored_by_workers(dask: DaskExecutor, store: Store) -> None:
+    old = Pipeline("deleted", store)
+    old.define_cell("gone", "value = 1")
+    old.define_cell("kept", "result = value + 1")
+    old.run()
+    new = Pipeline("deleted", store, namespace={"value": 10})  # the notebook lost its 'gone' cell
+    new.remove("gone")
+    new.define_cell("kept", "result = value + 1")
+    assert new.run(executor=dask)["result"] == 11
