@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import xxhash
 
 from . import global_state, lineage
-from .cells import analyse
 from .errors import (
     CycleError,
     MissingInputError,
@@ -36,7 +35,7 @@ from .runners import CellRunner, Recording, remember_source
 from .hashing import content_hash, hash_bytes
 from .observers import ProgressBar, RunObserver
 from .runs import Basis, RunRecords, StepReport
-from .steps import Step
+from .steps import Step, analysed
 from .store import Store
 
 if TYPE_CHECKING:
@@ -175,7 +174,7 @@ class Pipeline:
         """
         validate_name(name)
         code = source if code is None else code
-        info = analyse(code)
+        info = analysed(code)
         defined = [n for n in info.defines if not n.startswith("_")]
         if outputs is not None:
             outputs = list(outputs)

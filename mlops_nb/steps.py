@@ -6,7 +6,7 @@ import ast
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import xxhash
@@ -14,7 +14,28 @@ import xxhash
 from .cells import CellInfo, analyse, normalise, parse
 from .errors import validate_name
 
-__all__ = ["Step"]
+__all__ = ["Step", "analysed"]
+
+# A notebook re-runs the same cells again and again: analyse each code text once (both results
+# are immutable, so sharing them is safe).
+analysed = functools.lru_cache(maxsize=1024)(analyse)
+_normalised = functools.lru_cache(maxsize=1024)(normalise)
+
+
+@functools.lru_cache(maxsize=1024)
+def _import_statements(code: str) -> tuple[str, ...]:
+    found: list[str] = []
+    pending: list[ast.stmt] = list(parse(code).body)
+    while pending:
+        statement = pending.pop(0)
+        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+            found.append(ast.unparse(statement))
+        elif isinstance(statement, (ast.If, ast.Try, ast.With)):
+            inner = [*statement.body, *getattr(statement, "orelse", [])]
+            for handler in getattr(statement, "handlers", []):
+                inner.extend(handler.body)
+            pending[:0] = [*inner, *getattr(statement, "finalbody", [])]  # keep their order
+    return tuple(found)
 
 
 @dataclass
@@ -51,12 +72,12 @@ class Step:
     def code_hash(self) -> str:
         """Hash of what defines the step: normalised code and options, not comments or spacing."""
         options = json.dumps([self.outputs, self.needs, self.files, sorted(self.reads)])
-        return xxhash.xxh3_128_hexdigest((normalise(self.code) + options).encode())
+        return xxhash.xxh3_128_hexdigest((_normalised(self.code) + options).encode())
 
     @functools.cached_property
     def info(self) -> CellInfo:
         """What static analysis finds in the step's code (names read, bound, imported)."""
-        return analyse(self.code) if self.kind == "cell" else CellInfo((), (), ())
+        return analysed(self.code) if self.kind == "cell" else CellInfo((), (), ())
 
     def import_statements(self) -> list[str]:
         """The step's top-level import statements (also inside top-level if/try blocks).
@@ -64,23 +85,10 @@ class Step:
         A cached step is not executed, but the modules it imports must still be there for the
         cells after it, as after a plain run: these statements are re-done on restore.
         """
-        if self.kind != "cell":
-            return []
-        found: list[str] = []
-        pending: list[ast.stmt] = list(parse(self.code).body)
-        while pending:
-            statement = pending.pop(0)
-            if isinstance(statement, (ast.Import, ast.ImportFrom)):
-                found.append(ast.unparse(statement))
-            elif isinstance(statement, (ast.If, ast.Try, ast.With)):
-                inner = [*statement.body, *getattr(statement, "orelse", [])]
-                for handler in getattr(statement, "handlers", []):
-                    inner.extend(handler.body)
-                pending[:0] = [*inner, *getattr(statement, "finalbody", [])]  # keep their order
-        return found
+        return list(_import_statements(self.code)) if self.kind == "cell" else []
 
     def to_json(self) -> str:
-        record = {k: v for k, v in asdict(self).items() if k != "func"}
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "func"}
         return json.dumps(record)
 
     @classmethod
