@@ -35,6 +35,8 @@ from .runners import CellRunner, Recording, remember_source
 from .hashing import content_hash, hash_bytes
 from .observers import ProgressBar, RunObserver
 from .runs import Basis, RunRecords, StepReport
+from .cells import CellInfo
+from .mutations import find_mutations
 from .steps import Step, analysed
 from .store import Store
 
@@ -209,7 +211,7 @@ class Pipeline:
         # Warnings quote the line they are about: let them see this version of the code.
         remember_source(code, f"<step {name}>")
         self.add(step)
-        self._warn_about_mutations(step, info.mutations)
+        self._warn_about_mutations(step, info)
         return step
 
     def _steps_before(self, name: str) -> list[Step]:
@@ -733,27 +735,20 @@ class Pipeline:
         """Alias of :meth:`remove`, matching ``%pipeline clear``."""
         self.remove(name)
 
-    def _warn_about_mutations(self, step: Step, mutations: Iterable[Any]) -> None:
+    def _warn_about_mutations(self, step: Step, info: CellInfo) -> None:
+        """A MutationWarning, with a fix that works for the type at hand, per in-place change
+        of a value another step or cell made (through an alias or a loop variable too)."""
         links = self.links()[step.name]
-        for mutation in mutations:
-            owner = links.get(mutation.name)
-            if not owner and mutation.name not in self.namespace:
+        is_library = lambda value: _import_path(value) is not None  # noqa: E731
+        for finding in find_mutations(info, self.namespace, is_library=is_library):
+            owner = links.get(finding.name)
+            if not owner and finding.name not in self.namespace:
                 continue
-            if _import_path(self.namespace.get(mutation.name)):
-                continue  # np.add(...) or a class method is not a change to data
             whose = f"an output of step {owner!r}" if owner else "a variable from another cell"
-            if mutation.how.startswith("calls .") and "fit" in mutation.how:
-                fix = f"{mutation.name}_fitted = sklearn.base.clone({mutation.name}).fit(...)"
-            else:
-                fix = f"{mutation.name}_new = {mutation.name}.copy()"
             warnings.warn_explicit(
-                f"step {step.name!r} {mutation.how} {mutation.name!r} ({whose}) in place. "
-                f"The cache cannot see that change and re-running {step.name!r} would see its own "
-                f"edit. Bind a new name instead, e.g. {fix}.",
-                MutationWarning,
-                filename=f"<step {step.name}>",
-                lineno=mutation.lineno,
-            )
+                finding.message(step.name, whose), MutationWarning,
+                filename=f"<step {step.name}>", lineno=finding.lineno,
+            )  # fmt: skip
 
 
 _MISSING = object()

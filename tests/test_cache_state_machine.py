@@ -132,7 +132,7 @@ class CachedNotebook(RuleBasedStateMachine):
         os.environ["MLOPS_NB_HOME"] = str(self.root / "store")
         sys.path[:0] = [str(self.modules_dir), str(self.site_dir)]
         self.forget_modules()
-        self.forget_file_times()
+        self.forget_autoreload_state()
         # The notebook as it is now (the model's state).
         self.variant = dict.fromkeys(STEPS, 0)
         self.inputs = {"SIZE": 3, "OFFSET": 1}
@@ -159,7 +159,7 @@ class CachedNotebook(RuleBasedStateMachine):
             self.shell.run_cell("%autoreload 0")
         self.shell.reset(new_session=True)
         self.forget_modules()
-        self.forget_file_times()
+        self.forget_autoreload_state()
         for folder in (self.modules_dir, self.site_dir):
             sys.path.remove(str(folder))
         shutil.rmtree(self.root, ignore_errors=True)
@@ -196,12 +196,17 @@ class CachedNotebook(RuleBasedStateMachine):
             sys.modules.pop(module, None)
 
     @staticmethod
-    def forget_file_times() -> None:
-        """Another example's files had other mtimes: autoreload must not compare with those."""
+    def forget_autoreload_state() -> None:
+        """A new kernel's autoreload has seen none of our modules. IPython keeps what it saw (file
+        times, sources) per process, so a simulated restart, or the next example, clears it."""
         shell = get_ipython()
         magics = shell.magics_manager.registry.get("AutoreloadMagics") if shell else None
-        for module in OUR_MODULES if magics is not None else ():
+        if magics is None:
+            return
+        for module in OUR_MODULES:
+            magics.loaded_modules.discard(module)
             magics._reloader.modules_mtimes.pop(module, None)
+            magics._reloader.deduper_reloader.source_by_modname.pop(module, None)
 
     # -- the cells ------------------------------------------------------------------------------
     def inputs_cell(self) -> str:
@@ -285,7 +290,9 @@ class CachedNotebook(RuleBasedStateMachine):
         """The notebook's first Run All (optionally with ``%autoreload 2`` on, as many users do)."""
         self.autoreload = autoreload
         if autoreload:
-            self.run_cell("%load_ext autoreload\n%autoreload 2")
+            if "AutoreloadMagics" not in self.shell.magics_manager.registry:
+                self.run_cell("%load_ext autoreload")
+            self.run_cell("%autoreload 2")
         self.check()
 
     @rule(step=st.sampled_from(STEPS), index=st.integers(0, 3))
@@ -339,7 +346,7 @@ class CachedNotebook(RuleBasedStateMachine):
         if self.autoreload:
             return  # the next cell reloads it
         if reload:
-            self.run_cell(f"import importlib\nimport {module}\nimportlib.reload({module})")
+            self.run_cell(f"import importlib\nimport {module}\nimportlib.reload({module});")
             self.not_loaded.discard(module)
         else:
             self.not_loaded.add(module)
@@ -349,6 +356,7 @@ class CachedNotebook(RuleBasedStateMachine):
         """Restart the kernel (the store stays), then Run All or ``%pipeline run``."""
         self.run_cell("%reset -f")
         self.forget_modules()
+        self.forget_autoreload_state()
         load(self.shell)  # a new extension instance: nothing carried over in memory
         if self.not_loaded:  # a new process imports the files as they are now
             self.changed = True

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from mlops_nb import MlopsNbError, MutationWarning, Pipeline, StepSyntaxError, Store
 from mlops_nb.cells import Mutation, analyse, normalise, parse
 
+from .conftest import Notebook
+
 
 def reads(code: str) -> tuple[str, ...]:
     return analyse(code).reads
@@ -748,3 +750,263 @@ def test_step_fingerprint_changes_when_one_cell_of_an_input_frame_changes(tmp_pa
     assert pipe.fingerprint("clean") == before
     pipe.define_cell("clean", "clean = raw.dropna(how='all')")
     assert pipe.fingerprint("clean") != before
+
+
+# -- aliases: names bound to a part of an upstream value ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "name", "alias", "lineno"),
+    [
+        ("for name, clf in models.items():\n    clf.fit(X, y)", "models", "clf", 2),
+        ("for clf in models.values():\n    clf.fit(X, y)", "models", "clf", 2),
+        ("for clf in estimators:\n    clf.fit(X, y)", "estimators", "clf", 2),
+        ("for i, clf in enumerate(estimators):\n    clf.fit(X, y)", "estimators", "clf", 2),
+        (
+            "for clf, grid in zip(estimators, grids):\n    clf.set_params(**grid)",
+            "estimators",
+            "clf",
+            2,
+        ),
+        ("for clf in sorted(estimators, key=str):\n    clf.fit(X, y)", "estimators", "clf", 2),
+        ('clf = models["rf"]\nclf.fit(X, y)', "models", "clf", 2),
+        ('clf = models.get("rf")\nclf.fit(X, y)', "models", "clf", 2),
+        ("est = pipe.steps[0][1]\nest.fit(X)", "pipe", "est", 2),
+        ("head, tail = pair\ntail.append(1)", "pair", "tail", 2),
+        ("first, *middle, last = items\nlast.append(1)", "items", "last", 2),
+        ("m = model\nm.fit(X, y)", "model", "m", 2),
+        ('clf = models["rf"]\nclf.n_jobs = 2', "models", "clf", 2),
+        ("row = rows[0]\nrow += [1]", "rows", "row", 2),
+        ("fitted = [m.fit(X, y) for m in models.values()]", "models", "m", 1),
+        ('if (clf := models.get("rf")) is not None:\n    clf.fit(X, y)', "models", "clf", 2),
+        ("clf = Ridge()\nif refit:\n    clf = models['rf']\nclf.fit(X, y)", "models", "clf", 4),
+    ],
+)
+def test_a_change_through_an_alias_is_reported_against_the_upstream_name(
+    code: str, name: str, alias: str, lineno: int
+) -> None:
+    changes = [(m.name, m.alias, m.lineno) for m in analyse(code).mutations]
+    assert changes == [(name, alias, lineno)]
+
+
+def test_an_alias_records_the_path_from_the_upstream_value() -> None:
+    (change,) = analyse(
+        "for name, pipe in pipes.items():\n    pipe.steps[-1][1].fit(X, y)"
+    ).mutations
+    assert change.via == (("values", None),)
+    assert change.path == (("attr", "steps"), ("item", -1), ("item", 1))
+    (change,) = analyse("est = pipe.steps[0][1]\nest.fit(X)").mutations
+    assert change.via == (("attr", "steps"), ("item", 0), ("item", 1))
+    assert change.path == ()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'clf = models["rf"]\nclf = Ridge()\nclf.fit(X, y)',
+        'clf = models["rf"].copy()\nclf.fit(X, y)',
+        "first, *rest = items\nrest.append(1)",
+        "for clf in make_models():\n    clf.fit(X, y)",
+        "for clf in models.values():\n    pass\nclf = Ridge()\nclf.fit(X, y)",
+        "fitted = [Ridge().fit(X, y) for _ in range(3)]",
+        "pairs = [a, b]\npairs.append(c)",
+    ],
+)
+def test_a_name_rebound_to_a_new_value_is_no_alias(code: str) -> None:
+    assert analyse(code).mutations == ()
+
+
+def test_del_ends_an_alias_and_the_name_is_read_from_outside_again() -> None:
+    (change,) = analyse('clf = models["rf"]\ndel clf\nclf.fit(X, y)').mutations
+    assert (change.name, change.alias) == ("clf", None)
+
+
+def test_every_method_call_on_an_upstream_value_or_alias_is_recorded() -> None:
+    info = analyse(
+        "ax1, ax2 = axes\n"
+        "ax2.plot(x, label='a')\n"
+        "fitted = clf.fit(X, y)\n"
+        "df.dropna(subset=['a'], inplace=True)\n"
+        "local = []\n"
+        "local.append(1)\n"
+        "for ax in axes.ravel():\n"
+        "    ax.set_title('t')\n"
+    )
+    calls = {(c.name, c.method): c for c in info.calls}
+    assert set(calls) == {
+        ("axes", "plot"),
+        ("clf", "fit"),
+        ("df", "dropna"),
+        ("axes", "ravel"),
+        ("axes", "set_title"),
+    }
+    plot = calls["axes", "plot"]
+    assert (plot.alias, plot.via, plot.lineno, plot.arguments) == (
+        "ax2",
+        (("item", 1),),
+        2,
+        "x, label='a'",
+    )
+    assert calls["clf", "fit"].result == "fitted"
+    dropna = calls["df", "dropna"]
+    assert (dropna.inplace, dropna.arguments, dropna.receiver) == (True, "subset=['a']", "df")
+    title = calls["axes", "set_title"]
+    assert title.via == (("attr", "flat"), ("iter", None))
+    assert title.loop == "for ax in axes.ravel()"
+    # Only the calls that today's list of method names knows are mutations by themselves.
+    assert [(m.name, m.how) for m in info.mutations] == [
+        ("clf", "calls .fit() on"),
+        ("df", "calls .dropna() on"),
+    ]
+
+
+# -- line and cell magics: the code IPython runs ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def transform() -> Any:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    start_ipython()  # the tests' one shell, which InteractiveShell.instance() then returns
+    return InteractiveShell.instance().transform_cell
+
+
+@pytest.mark.parametrize(
+    ("cell", "defined", "read"),
+    [
+        ("%time x = f(a)", ("x",), ("f", "a")),
+        ("%time --no-raise-error x = f(a)", ("x",), ("f", "a")),
+        ("%time -a + b", (), ("a", "b")),
+        ("y = %time f(a)", ("y",), ("f", "a")),
+        ("%prun -s cumulative -l 10 -q z = g(b)", ("z",), ("g", "b")),
+        ("%timeit -n 10 -r 3 -o -q h(c)", (), ("h", "c")),
+        ("%timeit -n10 x = h(c)", (), ("h", "c")),
+        ("t = %timeit -o h(c)", ("t",), ("h", "c")),
+        ("%timeit -q -v result h(c)", ("result",), ("h", "c")),
+        ("x = %sql SELECT 1", ("x",), ()),
+        ("%%time\nx = 1\ny = x + a\n", ("x", "y"), ("a",)),
+        ("%%timeit -n1 data = prepare()\nrun(data)\n", (), ("prepare", "run")),
+        ("%%prun -q\nz = g(b)\n", ("z",), ("g", "b")),
+        ("for i in r:\n    %time x = f(i)", ("i", "x"), ("r", "f")),
+    ],
+)
+def test_magics_that_run_code_are_analysed_as_that_code(
+    transform: Any, cell: str, defined: tuple[str, ...], read: tuple[str, ...]
+) -> None:
+    info = analyse(transform(cell))
+    assert info.defines == defined
+    assert [name for name in info.reads if name != "get_ipython"] == list(read)
+
+
+def test_a_change_inside_a_magic_is_reported_at_the_magic_line(transform: Any) -> None:
+    code = transform(
+        'x = 1\n%time df.drop(columns=["a"], inplace=True)\n%timeit -n1 log.append(x)\n'
+    )
+    assert [(m.name, m.lineno, m.how) for m in analyse(code).mutations] == [
+        ("df", 2, "calls .drop() on"),
+        ("log", 3, "calls .append() on"),
+    ]
+
+
+@pytest.mark.parametrize("cell", ["%time x = (", "%prun -s", "%timeit -n", "%time", "%time x ="])
+def test_magic_code_that_does_not_parse_is_left_to_the_magic(transform: Any, cell: str) -> None:
+    info = analyse(transform(cell))
+    assert (info.defines, info.reads) == ((), ("get_ipython",))
+
+
+def test_other_magics_are_not_analysed(transform: Any) -> None:
+    info = analyse(transform("%matplotlib inline\n%env x = 1\n"))
+    assert (info.defines, info.reads) == ((), ("get_ipython",))
+
+
+def test_a_step_timed_with_percent_time_stores_its_output(nb: Notebook) -> None:
+    nb.ok("%%step timed\n%time answer = 40 + 2")
+    assert nb.pipeline.steps["timed"].outputs == ("answer",)
+    assert nb.ns["answer"] == 42
+
+
+# -- property: analysis never crashes, and a cell's own values are never its mutations ------------------
+
+UPSTREAM = ("a", "b", "models", "axes")
+ALIASES = ("v", "w")
+OWN = ("p", "q")
+METHODS = ("fit(X, y)", "append(1)", "plot()", "add(B, fill_value=0)", "sort()", "update(e)")
+PARTS = (".x", ".steps", "[0]", "[-1]", "['k']", "[i]", "[1:]", ".get('k')", ".ravel()", ".copy()")
+SIMPLE = ("alias", "unpack", "call", "inplace", "assign", "augment", "own", "del", "comprehension")
+COMPOUND = ("magic", "for", "while", "if", "try", "with", "def")
+
+
+@st.composite
+def references(draw: st.DrawFn, roots: tuple[str, ...]) -> str:
+    """An expression that may be a part of a value: `a`, `a.x`, `a[0]`, `a.get('k')`, `a[1:]`..."""
+    parts = draw(st.lists(st.sampled_from(PARTS), max_size=3))
+    return draw(st.sampled_from(roots)) + "".join(parts)
+
+
+@st.composite
+def iterables(draw: st.DrawFn, roots: tuple[str, ...]) -> str:
+    ref = draw(references(roots))
+    forms = [ref, f"{ref}.items()", f"{ref}.values()", f"enumerate({ref})", f"zip({ref}, b)"]
+    return draw(st.sampled_from([*forms, f"sorted({ref}, key=str)", f"{ref}.flatten()"]))
+
+
+@st.composite
+def cell_lines(draw: st.DrawFn, depth: int = 0) -> list[str]:
+    """Statements that alias upstream values into ALIASES and call methods on every name."""
+    every = (*UPSTREAM, *ALIASES, *OWN)
+    ref, method = draw(references(every)), draw(st.sampled_from(METHODS))
+    alias, other = draw(st.sampled_from(ALIASES)), draw(st.sampled_from(ALIASES))
+    kind = draw(st.sampled_from(SIMPLE + (COMPOUND if depth < 2 else ())))
+    simple = {
+        "alias": f"{alias} = {ref}",
+        "unpack": f"{alias}, *rest, {other} = {ref}",
+        "call": f"{ref}.{method}",
+        "inplace": f"{ref}.dropna(inplace=True)",
+        "assign": f"{ref}{draw(st.sampled_from(['.x', '[0]']))} = {draw(references(every))}",
+        "augment": f"{draw(st.sampled_from(every))} += {ref}",
+        "own": f"{draw(st.sampled_from(OWN))} = {draw(st.sampled_from(['[]', 'Ridge()', '{}']))}",
+        "del": f"del {alias}",
+        "comprehension": f"out = [{alias}.{method} for {alias} in {draw(iterables(every))}]",
+    }
+    if kind in simple:
+        return [simple[kind]]
+    if kind == "magic":  # what IPython makes of %time, %timeit and %prun; the code may not parse
+        inner = draw(cell_lines(depth + 1))[0]
+        magic, options = draw(
+            st.sampled_from([("time", ""), ("timeit", "-n1 -q "), ("prun", "-q ")])
+        )
+        return [f"get_ipython().run_line_magic({magic!r}, {options + inner!r})"]
+    body = [
+        "    " + line
+        for _ in range(draw(st.integers(1, 3)))
+        for line in draw(cell_lines(depth + 1))
+    ]
+    headers = {
+        "for": [f"for {alias} in {draw(iterables(every))}:"],
+        "while": [f"while {ref}:"],
+        "if": [f"if {ref}:"],
+        "try": ["try:"],
+        "with": [f"with {ref} as {alias}:"],
+        "def": [f"def helper({alias}):"],
+    }
+    handler = ["except Exception as error:", "    pass"] if kind == "try" else []
+    return [*headers[kind], *body, *handler]
+
+
+def generated_cells() -> st.SearchStrategy[str]:
+    own = "".join(f"{name} = make()\n" for name in OWN)  # the cell makes its own values first
+    return st.lists(cell_lines(), min_size=1, max_size=8).map(
+        lambda blocks: own + "\n".join(line for block in blocks for line in block) + "\n"
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(generated_cells())
+def test_analysis_never_crashes_and_never_blames_the_cells_own_values(code: str) -> None:
+    info = analyse(code)
+    # The own names are only ever bound to new values, never deleted or aliased, so every
+    # method call on them and every change through them stays inside the cell.
+    assert not [m for m in info.mutations if m.name in OWN or m.alias in OWN], code
+    assert not [c for c in info.calls if c.name in OWN or c.alias in OWN], code
+    assert set(info.reads).isdisjoint(OWN), code

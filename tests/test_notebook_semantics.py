@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
 
-from mlops_nb import Pipeline, Store
+from mlops_nb import MutationWarning, Pipeline, Store
 
 from .conftest import Notebook
 
@@ -201,3 +202,38 @@ def test_a_step_drawing_from_the_global_generator_depends_on_its_state(nb: Noteb
     nb.ok(step("draw", log, "first = np.random.rand()"))
     assert executions(log)[-1] == "draw"  # a new seed: the draw is computed again
     assert "numpy.random random state changed" in nb.pipeline.explain("draw_again")[0]
+
+
+def test_fitting_models_of_another_step_through_a_loop_variable_warns(nb: Notebook, log: Path) -> None:
+    nb.ok(step("data", log, "from sklearn.datasets import load_iris\nX, y = load_iris(return_X_y=True)"))
+    nb.ok(step("make", log, "from sklearn.tree import DecisionTreeClassifier\nmodels = {'tree': DecisionTreeClassifier(random_state=0)}"))
+    with pytest.warns(MutationWarning, match=r"calls \.fit\(\) on 'models' \(an output of step 'make'\) through 'clf'.*clone\(clf\)\.fit\(X, y\)"):
+        nb.shell.run_cell(step("fit_all", log, "for name, clf in models.items():\n    clf.fit(X, y)"))
+
+
+def test_methods_that_return_new_objects_are_not_mutations(nb: Notebook, log: Path) -> None:
+    nb.ok(step("frames", log, "import pandas as pd\nA = pd.DataFrame({'v': [1, 2]})\nB = pd.DataFrame({'v': [3, 4]})"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MutationWarning)
+        nb.ok(step("total", log, "total = A.add(B, fill_value=0)\nordered = A.sort_values('v')"))
+
+
+def test_set_params_on_another_steps_estimator_suggests_a_clone(nb: Notebook, log: Path) -> None:
+    nb.ok(step("make", log, "from sklearn.linear_model import LogisticRegression\nest = LogisticRegression()"))
+    with pytest.warns(MutationWarning, match=r"sklearn\.base\.clone\(est\)\.set_params\(C=2\)") as caught:
+        nb.shell.run_cell(step("tune", log, "est.set_params(C=2)"))
+    assert ".copy()" not in str(caught[0].message)
+
+
+def test_drawing_from_another_steps_generator_warns(nb: Notebook, log: Path) -> None:
+    nb.ok(step("make_rng", log, "import numpy as np\nrng = np.random.default_rng(0)"))
+    with pytest.warns(MutationWarning, match=r"draws from 'rng'.*default_rng"):
+        nb.shell.run_cell(step("draw", log, "sample = rng.integers(0, 10, 3)"))
+
+
+def test_a_time_magic_inside_a_step_stores_what_it_assigns(nb: Notebook, log: Path) -> None:
+    nb.ok(step("timed", log, "%time answer = 40 + 2"))
+    assert nb.pipeline.steps["timed"].outputs == ("answer",)
+    restart(nb)
+    nb.ok("%pipeline run")
+    assert nb.ns["answer"] == 42 and executions(log) == ["timed"]
