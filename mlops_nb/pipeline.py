@@ -32,7 +32,7 @@ from .errors import (
 )
 from .executors import InProcessExecutor, resolve_executor
 from .runners import CellRunner, Recording, remember_source
-from .hashing import content_hash, hash_bytes
+from .hashing import code_dependencies, content_hash, hash_bytes
 from .observers import ProgressBar, RunObserver
 from .runs import Basis, RunRecords, StepReport
 from .cells import CellInfo
@@ -364,13 +364,15 @@ class Pipeline:
             elif producer is not None and read in last.get(producer, {}).get("outputs", {}):
                 inputs[read] = [last[producer]["outputs"][read], producer]  # not loaded yet
         files = {path: _file_hash(Path(path), step.name) for path in step.files}
-        deps = {
-            f"import {alias}": content_hash(self.namespace[alias])
-            for alias in [*step.imports, *step.info.imports]
-            if alias in self.namespace
-        }
+        # The code it uses, named so a change can be explained: your modules by content, the
+        # libraries by version (a function read as an input is hashed by its code, with inputs).
+        deps: dict[str, str] = {}
+        for alias in [*step.imports, *step.info.imports]:
+            if alias in self.namespace:
+                deps.update(code_dependencies(self.namespace[alias]))
         if step.func is not None:
             deps["function"] = content_hash(step.func)
+            deps.update(code_dependencies(step.func))
         elif step.kind == "function" and (before := RunRecords.basis(last.get(step.name))):
             # A function step from another session: its code is not loaded here to hash, so
             # its stored result stands for it (it cannot run here anyway).

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import copy
+import functools
+import importlib
 import math
 import os
+import random
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import pandas as hpd
 
 from mlops_nb import MlopsNbError, UnhashableValueError
-from mlops_nb.hashing import content_hash, hash_bytes
+from mlops_nb.hashing import code_dependencies, content_hash, hash_bytes
 
 
 def frame() -> pd.DataFrame:
@@ -431,3 +435,572 @@ def test_estimators_hash_by_parameters_and_fitted_state() -> None:
     assert content_hash(fitted) == content_hash(LogisticRegression().fit(X, y))
     assert content_hash(fitted) != content_hash(LogisticRegression())
     assert content_hash(fitted) != content_hash(LogisticRegression().fit(X, 1 - y))
+
+
+# -- code: functions and classes from notebook cells --------------------------------------------------
+
+
+def define(source: str, filename: str = "/tmp/ipykernel_1234/1.py", **names: Any) -> dict[str, Any]:
+    """Run a cell's source as a kernel would: from a kernel's file name, in ``__main__``."""
+    namespace = {"__name__": "__main__", **names}
+    # dont_inherit: the cell must not get this file's `from __future__ import annotations`.
+    code = compile(textwrap.dedent(source), filename, "exec", dont_inherit=True)
+    exec(code, namespace)  # noqa: S102 -- the test's own cell source
+    return namespace
+
+
+TRAIN = """
+import numpy as np
+
+RATE = 0.5
+
+
+def train(values, steps=10, *, tol=1e-3):
+    total = np.mean(values) * RATE
+    return total * steps + tol
+"""
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        pytest.param("\n\n" + TRAIN, id="blank-lines-above"),
+        pytest.param("# load the data first\n" + TRAIN, id="comment-above"),
+        pytest.param(TRAIN.replace("    total =", "    # the mean, scaled\n\n    total ="), id="comment-inside"),
+        pytest.param(TRAIN.replace("*, tol", "*,\n          tol"), id="wrapped-signature"),
+    ],
+)  # fmt: skip
+def test_comments_blank_lines_and_file_names_do_not_change_a_functions_hash(edited: str) -> None:
+    original = define(TRAIN, "/tmp/ipykernel_1111/5.py")["train"]
+    moved = define(edited, "/tmp/ipykernel_2222/77.py")["train"]
+    positions = [(f.__code__.co_firstlineno, f.__code__.co_linetable) for f in (original, moved)]
+    assert positions[0] != positions[1]  # the lines moved, which the hash must not see
+    assert content_hash(moved) == content_hash(original)
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        pytest.param(TRAIN.replace("* steps", "* steps * 2"), id="body"),
+        pytest.param(TRAIN.replace("steps=10", "steps=20"), id="default"),
+        pytest.param(TRAIN.replace("tol=1e-3", "tol=1e-4"), id="keyword-default"),
+        pytest.param(TRAIN.replace("RATE = 0.5", "RATE = 0.25"), id="global-it-reads"),
+        pytest.param(TRAIN.replace("np.mean", "np.median"), id="library-function"),
+        pytest.param(TRAIN.replace("values, steps", "values, n, steps"), id="signature"),
+        pytest.param(TRAIN.replace("total = ", "total_ = ").replace("total *", "total_ *"), id="local-name"),
+        pytest.param(TRAIN.replace("def train", "def fit"), id="name"),
+    ],
+)  # fmt: skip
+def test_any_change_to_what_a_function_computes_changes_its_hash(edited: str) -> None:
+    original = define(TRAIN)["train"]
+    changed = define(edited)["train" if "def train" in edited else "fit"]
+    assert content_hash(changed) != content_hash(original)
+
+
+def test_a_functions_hash_follows_the_current_value_of_the_globals_it_reads() -> None:
+    namespace = define(TRAIN)
+    before = content_hash(namespace["train"])
+    namespace["RATE"] = 0.75  # a later cell rebinds it: the same function now computes otherwise
+    assert content_hash(namespace["train"]) != before
+    namespace["RATE"] = 0.5
+    assert content_hash(namespace["train"]) == before
+    namespace["UNUSED"] = 1  # a global it does not read
+    assert content_hash(namespace["train"]) == before
+
+
+def test_functions_it_calls_count_too_and_builtins_only_when_shadowed() -> None:
+    source = """
+    def clean(text):
+        return text.strip().lower()
+
+    def tokens(text):
+        return len(clean(text).split())
+    """
+    original = define(source)["tokens"]
+    assert content_hash(define(source.replace(".lower()", ".upper()"))["tokens"]) != content_hash(
+        original
+    )
+    shadowed = define(textwrap.dedent(source) + "\ndef len(items):\n    return 0\n")["tokens"]
+    assert content_hash(shadowed) != content_hash(original)
+
+
+def test_closures_nested_functions_and_lambdas_hash_by_code_and_captured_values() -> None:
+    source = """
+    def make_scaler(factor):
+        def scale(x):
+            return x * factor
+        return scale
+
+    twice, thrice, twice_again = make_scaler(2), make_scaler(3), make_scaler(2)
+    add = lambda x, by=1: x + by
+    add_two = lambda x, by=2: x + by
+    """
+    namespace = define(source)
+    assert content_hash(namespace["twice"]) == content_hash(namespace["twice_again"])
+    assert content_hash(namespace["twice"]) != content_hash(namespace["thrice"])
+    assert content_hash(namespace["add"]) != content_hash(namespace["add_two"])
+    inner_changed = define(source.replace("return x * factor", "return x * factor + 1"))
+    assert content_hash(inner_changed["make_scaler"]) != content_hash(namespace["make_scaler"])
+    add_three = functools.partial(namespace["add"], by=3)
+    assert content_hash(add_three) == content_hash(functools.partial(define(source)["add"], by=3))
+    assert content_hash(add_three) != content_hash(functools.partial(namespace["add"], by=4))
+
+
+def test_recursive_and_mutually_recursive_functions_hash_without_looping() -> None:
+    source = """
+    def factorial(n):
+        return 1 if n <= 1 else n * factorial(n - 1)
+
+    def is_even(n):
+        return True if n == 0 else is_odd(n - 1)
+
+    def is_odd(n):
+        return False if n == 0 else is_even(n - 1)
+
+    def walk(n):
+        def step(k):
+            return k if k <= 0 else step(k - 1)
+        return step(n)
+    """
+    namespace = define(source)
+    digests = {
+        name: content_hash(namespace[name]) for name in ["factorial", "is_even", "is_odd", "walk"]
+    }
+    assert len(set(digests.values())) == 4
+    assert content_hash(define(source)["is_even"]) == digests["is_even"]
+    edited = define(source.replace("return False if n == 0", "return n < 0 if n == 0"))
+    assert content_hash(edited["is_even"]) != digests["is_even"]  # through the function it calls
+
+
+def test_replacing_a_functions_code_in_place_changes_its_hash() -> None:
+    # What IPython's %autoreload does to functions defined in a module that it reloads.
+    namespace = define("def f(x):\n    return x + 1\n\ndef g(x):\n    return x + 2\n")
+    before = content_hash(namespace["f"])
+    namespace["f"].__code__ = namespace["g"].__code__.replace(co_name="f", co_qualname="f")
+    assert content_hash(namespace["f"]) != before
+
+
+CLASSES = """
+import numpy as np
+from dataclasses import dataclass
+
+WEIGHT = 2.0
+
+
+class Scaler:
+    factor = 2
+
+    def __init__(self, offset=0.0):
+        self.offset = offset
+
+    def transform(self, values):
+        return np.asarray(values) * self.factor * WEIGHT + self.offset
+
+    @staticmethod
+    def name():
+        return "scaler"
+
+    @property
+    def double(self):
+        return Scaler(self.offset * 2)
+
+
+class Pipeline(Scaler):
+    pass
+
+
+@dataclass
+class Config:
+    rate: float = 0.1
+    depth: int = 3
+
+
+class Node:
+    def __init__(self, name):
+        self.name, self.children, self.parent = name, [], None
+
+    def add(self, child):
+        child.parent = self
+        self.children.append(child)
+        return child
+"""
+
+
+@pytest.mark.parametrize(
+    ("edited", "name"),
+    [
+        pytest.param(CLASSES.replace("* self.factor *", "* self.factor ** 2 *"), "Scaler", id="method"),
+        pytest.param(CLASSES.replace("factor = 2", "factor = 3"), "Scaler", id="class-attribute"),
+        pytest.param(CLASSES.replace('return "scaler"', 'return "other"'), "Scaler", id="staticmethod"),
+        pytest.param(CLASSES.replace("offset * 2", "offset * 3"), "Scaler", id="property"),
+        pytest.param(CLASSES.replace("WEIGHT = 2.0", "WEIGHT = 3.0"), "Scaler", id="global-a-method-reads"),
+        pytest.param(CLASSES.replace("offset=0.0", "offset=1.0"), "Scaler", id="method-default"),
+        pytest.param(CLASSES.replace("class Pipeline(Scaler)", "class Pipeline(object)"), "Pipeline", id="base"),
+        pytest.param(CLASSES.replace("* self.factor *", "* self.factor ** 2 *"), "Pipeline", id="base-method"),
+        pytest.param(CLASSES.replace("depth: int = 3", "depth: int = 4"), "Config", id="dataclass-field"),
+    ],
+)  # fmt: skip
+def test_any_change_to_a_class_changes_its_hash_and_its_instances_hash(
+    edited: str, name: str
+) -> None:
+    original, changed = define(CLASSES)[name], define(edited)[name]
+    assert content_hash(changed) != content_hash(original)
+    assert content_hash(changed()) != content_hash(original())
+
+
+def test_a_class_and_its_instances_hash_the_same_from_another_cell_file() -> None:
+    first = define(CLASSES, "/tmp/ipykernel_1/2.py")
+    second = define("\n# a comment\n" + CLASSES, "/tmp/ipykernel_3/4.py")
+    for name in ["Scaler", "Pipeline", "Config", "Node"]:
+        assert content_hash(first[name]) == content_hash(second[name])
+    assert content_hash(first["Scaler"](1.5)) == content_hash(second["Scaler"](1.5))
+    assert content_hash(first["Config"](depth=5)) == content_hash(second["Config"](depth=5))
+
+
+def test_instances_hash_by_their_state_even_when_it_points_back_to_them() -> None:
+    namespace = define(CLASSES)
+    Node, Scaler = namespace["Node"], namespace["Scaler"]
+    assert content_hash(Scaler(1.0)) != content_hash(Scaler(2.0))
+    root = Node("root")
+    root.add(Node("leaf"))
+    same = Node("root")
+    same.add(Node("leaf"))
+    assert content_hash(root) == content_hash(same)
+    same.children[0].name = "other"
+    assert content_hash(root) != content_hash(same)
+    records = [namespace["Config"](rate=i / 10) for i in range(1000)]
+    assert content_hash(records) == content_hash(copy.deepcopy(records))
+
+
+def test_a_class_holding_an_unhashable_value_still_hashes_by_its_code() -> None:
+    namespace = define(
+        "import threading\nclass Cache:\n    lock = threading.Lock()\n    def get(self):\n        return 1\n"
+    )
+    assert content_hash(namespace["Cache"]) == content_hash(namespace["Cache"])
+    assert content_hash(namespace["Cache"]()) == content_hash(namespace["Cache"]())
+
+
+def test_code_and_generators_are_never_hashed_by_their_pickle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import cloudpickle
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.metrics import accuracy_score
+
+    model = GradientBoostingClassifier(n_estimators=3, random_state=0)
+    values = [
+        define(TRAIN)["train"],
+        functools.partial(define(TRAIN)["train"], steps=3),
+        define(CLASSES)["Scaler"],
+        define(CLASSES)["Scaler"](1.0),
+        accuracy_score,
+        pd.DataFrame,
+        np.mean,
+        pd,
+        np.random.RandomState(0),
+        np.random.default_rng(0),
+        np.random.PCG64(0),
+        random.Random(0),
+        model.fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]),
+    ]
+    expected = [content_hash(value) for value in values]
+
+    def refuse(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("hashed by pickle")
+
+    monkeypatch.setattr(cloudpickle, "dumps", refuse)
+    assert [content_hash(value) for value in values] == expected
+
+
+def test_library_objects_hash_by_name_and_version() -> None:
+    import sklearn
+    from sklearn.metrics import accuracy_score, f1_score
+
+    assert content_hash(accuracy_score) == content_hash(accuracy_score)
+    assert content_hash(accuracy_score) != content_hash(f1_score)
+    assert content_hash(np.mean) != content_hash(np.median)
+    assert content_hash(pd.DataFrame) != content_hash(pd.Series)
+    assert content_hash(np) != content_hash(pd)
+    assert code_dependencies(accuracy_score) == {"library scikit-learn": sklearn.__version__}
+    assert code_dependencies(pd.DataFrame) == {"library pandas": pd.__version__}
+    assert code_dependencies(np) == {"library numpy": np.__version__}
+    assert code_dependencies(textwrap) == {}  # the standard library is not a distribution
+
+
+def test_mlops_nb_itself_is_a_library_even_when_installed_in_editable_mode() -> None:
+    import importlib.metadata
+
+    import mlops_nb.hashing
+
+    expected = {"library mlops_nb": importlib.metadata.version("mlops_nb")}
+    assert code_dependencies(mlops_nb.hashing.content_hash) == expected
+    assert code_dependencies(mlops_nb.hashing) == expected
+
+
+def test_random_generators_hash_by_their_state() -> None:
+    for make in [np.random.RandomState, np.random.default_rng, np.random.PCG64, random.Random]:
+        assert content_hash(make(1)) == content_hash(make(1)), make
+        assert content_hash(make(1)) != content_hash(make(2)), make
+        moved = make(1)
+        (moved.random_raw if isinstance(moved, np.random.PCG64) else moved.random)()
+        assert content_hash(moved) != content_hash(make(1)), make
+
+
+def test_gradient_boosting_models_hash_equal_when_fitted_equally() -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    X, y = np.random.RandomState(0).rand(50, 3), np.arange(50) % 2
+
+    def fit(seed: int) -> Any:
+        return GradientBoostingClassifier(n_estimators=5, subsample=0.8, random_state=seed).fit(
+            X, y
+        )
+
+    assert content_hash(fit(0)) == content_hash(fit(0))
+    assert content_hash(fit(0)) != content_hash(fit(1))
+
+
+def test_figures_are_display_only_and_hash_by_their_type() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    first, second = Figure(), Figure()
+    first.subplots().plot([1, 2, 3])
+    second.subplots().bar(["a"], [5])
+    assert content_hash(first) == content_hash(second)
+    assert content_hash(first.axes[0]) == content_hash(second.axes[0])
+    assert content_hash(first) != content_hash(first.axes[0])
+
+
+# -- code: the user's own modules ---------------------------------------------------------------------
+
+
+class Modules:
+    """Writes modules into a folder on sys.path and imports them, as a user's project does."""
+
+    def __init__(self, root: Path, prefix: str) -> None:
+        self.root, self.prefix = root, prefix
+
+    def write(self, name: str, source: str) -> Path:
+        path = self.root / f"{self.prefix}{name}.py"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source).replace("PREFIX_", self.prefix))
+        importlib.invalidate_caches()
+        return path
+
+    def load(self, name: str) -> Any:
+        return importlib.import_module(f"{self.prefix}{name}".replace("/", "."))
+
+
+@pytest.fixture
+def modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[Modules]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # a stale .pyc must never be reloaded
+    prefix = f"user_{request.node.name.split('[')[0][-20:]}_{os.getpid()}_"
+    yield Modules(tmp_path, prefix)
+    for name in [name for name in sys.modules if name.startswith(prefix)]:
+        del sys.modules[name]
+
+
+FEATURES = """
+import numpy as np
+
+THRESHOLD = 0.5
+COLUMNS = ["age", "income"]
+
+
+def build(values):
+    return np.asarray(values) > THRESHOLD
+
+
+class Scaler:
+    def __init__(self, factor=2):
+        self.factor = factor
+
+    def transform(self, values):
+        return np.asarray(values) * self.factor
+"""
+
+
+def step_using(module: Any) -> Any:
+    """A function from a notebook cell that calls into a user module."""
+    return define("def step(values):\n    return features.build(values)\n", features=module)["step"]
+
+
+def test_a_user_module_counts_once_reloaded_never_from_its_file_alone(modules: Modules) -> None:
+    path = modules.write("features", FEATURES)
+    features = modules.load("features")
+    step = step_using(features)
+    before = content_hash(step)
+    path.write_text(textwrap.dedent(FEATURES).replace("> THRESHOLD", ">= THRESHOLD"))
+    # Edited but not reloaded: the kernel still runs the old code, so nothing changed yet.
+    assert content_hash(step) == before
+    assert content_hash(features) == content_hash(features)
+    importlib.reload(features)
+    after = content_hash(step)
+    assert after != before
+    path.write_text(textwrap.dedent(FEATURES))
+    importlib.reload(features)
+    assert content_hash(step) == before  # back to the same code: the same hash
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        pytest.param(FEATURES.replace("THRESHOLD = 0.5", "THRESHOLD = 0.6"), id="constant"),
+        pytest.param(FEATURES.replace('"income"]', '"income", "city"]'), id="list"),
+        pytest.param(FEATURES.replace("* self.factor", "* self.factor + 1"), id="method-of-a-class"),
+        pytest.param(FEATURES.replace("factor=2", "factor=3"), id="method-default"),
+        pytest.param(FEATURES + "\ndef extra():\n    return 1\n", id="new-function"),
+    ],
+)  # fmt: skip
+def test_any_change_to_a_reloaded_user_module_changes_the_hash(
+    modules: Modules, edited: str
+) -> None:
+    path = modules.write("features", FEATURES)
+    features = modules.load("features")
+    before = {
+        "step": content_hash(step_using(features)),
+        "instance": content_hash(features.Scaler()),
+    }
+    path.write_text(textwrap.dedent(edited))
+    importlib.reload(features)
+    assert content_hash(step_using(features)) != before["step"]
+    assert content_hash(features.Scaler()) != before["instance"]
+
+
+def test_changing_a_loaded_module_in_memory_changes_the_hash(modules: Modules) -> None:
+    modules.write("features", FEATURES)
+    features = modules.load("features")
+    step = step_using(features)
+    before = content_hash(step)
+    features.COLUMNS.append("city")  # in place: the module holds the same list
+    assert content_hash(step) != before
+    features.COLUMNS.pop()
+    assert content_hash(step) == before
+    features.THRESHOLD = 0.9
+    assert content_hash(step) != before
+    features.THRESHOLD = 0.5
+    features.Scaler.transform = lambda self, values: values  # a patched method
+    assert content_hash(step) != before
+
+
+LAYERS = {
+    # cleaning and loading import each other: a cycle.
+    "cleaning": "import PREFIX_loading\n\ndef clean(rows):\n    return [r for r in rows if r]\n",
+    "loading": "import PREFIX_cleaning\n\ndef load(rows):\n    return PREFIX_cleaning.clean(rows)\n",
+    "pipeline": "from PREFIX_loading import load\n\ndef run(rows):\n    return load(rows)\n",
+}
+
+
+def test_user_modules_are_followed_transitively_and_cycles_end(modules: Modules) -> None:
+    paths = {name: modules.write(name, source) for name, source in LAYERS.items()}
+    pipeline = modules.load("pipeline")
+    step = define("def step(rows):\n    return pipeline.run(rows)\n", pipeline=pipeline)["step"]
+    dependencies = code_dependencies(step)
+    assert sorted(dependencies) == sorted(
+        f"module {modules.prefix}{name} ({path})" for name, path in paths.items()
+    )
+    before = content_hash(step)
+    modules.write("cleaning", LAYERS["cleaning"].replace("if r]", "if r is not None]"))
+    importlib.reload(sys.modules[f"{modules.prefix}cleaning"])  # two imports away from the step
+    assert content_hash(step) != before
+    changed = code_dependencies(step)
+    assert [name for name in dependencies if changed[name] != dependencies[name]] == [
+        f"module {modules.prefix}cleaning ({paths['cleaning']})"
+    ]
+
+
+def test_code_dependencies_names_user_modules_and_libraries(modules: Modules) -> None:
+    import sklearn
+
+    path = modules.write(
+        "features", FEATURES + "\nfrom sklearn.preprocessing import StandardScaler\n"
+    )
+    features = modules.load("features")
+    source = """
+    from sklearn.metrics import accuracy_score
+    import pandas as pd
+
+    def evaluate(frame):
+        return accuracy_score(frame["y"], features.build(frame["x"])), pd.__version__
+    """
+    evaluate = define(source, features=features)["evaluate"]
+    dependencies = code_dependencies(evaluate)
+    assert dependencies == {
+        f"module {features.__name__} ({path})": dependencies[
+            f"module {features.__name__} ({path})"
+        ],
+        "library numpy": np.__version__,
+        "library pandas": pd.__version__,
+        "library scikit-learn": sklearn.__version__,
+    }
+    assert code_dependencies(features) == {
+        f"module {features.__name__} ({path})": dependencies[
+            f"module {features.__name__} ({path})"
+        ],
+        "library numpy": np.__version__,
+        "library scikit-learn": sklearn.__version__,
+    }
+    assert code_dependencies(features.Scaler) == code_dependencies(features)
+
+
+def test_a_user_module_holding_unhashable_values_still_hashes(modules: Modules) -> None:
+    modules.write(
+        "state",
+        "import threading\nLOCK = threading.Lock()\nLOG = open(__file__)\n\ndef f():\n    return 1\n",
+    )
+    state = modules.load("state")
+    try:
+        assert content_hash(state) == content_hash(state)
+        assert content_hash(state.f) == content_hash(state.f)
+    finally:
+        state.LOG.close()
+
+
+def test_ipythons_autoreload_changes_the_hash_of_what_it_reloads(nb: Any, modules: Modules) -> None:
+    path = modules.write("features", FEATURES)
+    nb.ok("%load_ext autoreload\n%autoreload 2")
+    nb.ok(
+        f"import {modules.prefix}features as features\nfrom {modules.prefix}features import build"
+    )
+    nb.ok("def step(values):\n    return build(values)")
+    before = content_hash(nb.ns["step"])
+    path.write_text(textwrap.dedent(FEATURES).replace("> THRESHOLD", ">= THRESHOLD"))
+    later = path.stat().st_mtime + 5
+    os.utime(path, (later, later))
+    nb.ok("1")  # autoreload reloads changed modules before each cell
+    assert content_hash(nb.ns["step"]) != before
+    nb.ok("%autoreload 0")
+
+
+def test_hashing_a_function_that_uses_a_50_module_package(
+    modules: Modules, figures: dict[str, str]
+) -> None:
+    for number in range(50):
+        previous = f"from . import module{number - 1}\n" if number else ""
+        modules.write(
+            f"package/module{number}",
+            previous + FEATURES.replace("THRESHOLD = 0.5", f"THRESHOLD = {number} / 100"),
+        )
+    modules.write("package/__init__", "".join(f"from . import module{n}\n" for n in range(50)))
+    package = modules.load("package")
+    step = define(
+        "def step(values):\n    return package.module49.build(values)\n", package=package
+    )["step"]
+    start = time.perf_counter()
+    first = content_hash(step)
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    repeats = 20
+    for _ in range(repeats):
+        assert content_hash(step) == first
+    warm = (time.perf_counter() - start) / repeats
+    assert len(code_dependencies(step)) == 51 + 1  # the package, its 50 modules, numpy
+    figure = f"first {cold * 1000:.1f} ms, then {warm * 1000:.2f} ms per hash"
+    figures["hashing a function that uses a 50-module package"] = figure
+    print(figure)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -237,3 +238,82 @@ def test_a_time_magic_inside_a_step_stores_what_it_assigns(nb: Notebook, log: Pa
     restart(nb)
     nb.ok("%pipeline run")
     assert nb.ns["answer"] == 42 and executions(log) == ["timed"]
+
+
+def test_editing_your_own_module_makes_the_step_stale_once_it_is_reloaded(
+    nb: Notebook, log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = tmp_path / "mycode"
+    package.mkdir()
+    (package / "utils.py").write_text("def double(v):\n    return v * 2\n")
+    monkeypatch.syspath_prepend(str(package))
+    cell = step("use", log, "import utils\nresult = utils.double(21)")
+    nb.ok(cell)
+    (package / "utils.py").write_text("def double(v):\n    return v * 3\n")
+    nb.ok(cell)  # not reloaded: the kernel still runs the old code, as a plain cell would
+    assert nb.ns["result"] == 42 and executions(log) == ["use"]
+    nb.ok("import importlib, utils\nimportlib.reload(utils)")
+    nb.ok(cell)
+    assert nb.ns["result"] == 63 and executions(log) == ["use", "use"]
+    assert nb.pipeline.explain("use") == []
+    monkeypatch.delitem(sys.modules, "utils")
+
+
+def test_a_global_read_by_a_step_function_is_part_of_its_fingerprint(store: Store) -> None:
+    namespace: dict[str, object] = {}
+    exec("factor = 2\ndef scale(values):\n    return [v * factor for v in values]", namespace)  # noqa: S102
+    pipe = Pipeline("globals", store=store, namespace={"values": [1, 2]})
+    pipe.define_cell("scaled", "scaled = scale(values)")
+    pipe.namespace["scale"] = namespace["scale"]
+    assert pipe.run()["scaled"] == [2, 4]
+    namespace["factor"] = 3
+    assert pipe.run()["scaled"] == [3, 6]
+    assert pipe.run_step("scaled").action == "cached"
+
+
+def test_a_decorated_step_function_sees_the_globals_it_reads(store: Store) -> None:
+    module: dict[str, object] = {"__name__": "__main__"}
+    source = (
+        "from mlops_nb import Pipeline\n"
+        "threshold = 2\n"
+        "pipe = Pipeline('decorated', store=STORE)\n"
+        "@pipe.step\n"
+        "def kept():\n"
+        "    return [v for v in range(5) if v > threshold]\n"
+    )
+    module["STORE"] = store
+    exec(source, module)  # noqa: S102
+    pipe = module["pipe"]
+    assert pipe.run()["kept"] == [3, 4]  # type: ignore[attr-defined]
+    module["threshold"] = 3
+    assert pipe.run()["kept"] == [4]  # type: ignore[attr-defined]
+
+
+def test_why_names_the_module_that_changed(nb: Notebook, log: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "helpers_why.py").write_text("def inc(v):\n    return v + 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    nb.ok(step("use", log, "import helpers_why\nout = helpers_why.inc(1)"))
+    (tmp_path / "helpers_why.py").write_text("def inc(v):\n    return v + 2\n")
+    nb.ok("import importlib, helpers_why\nimportlib.reload(helpers_why)")
+    [reason] = nb.pipeline.explain("use")
+    assert reason == f"module helpers_why ({tmp_path / 'helpers_why.py'}) changed"
+    monkeypatch.delitem(sys.modules, "helpers_why")
+
+
+def test_an_upgraded_library_makes_its_steps_stale_and_says_so(store: Store) -> None:
+    pipe = Pipeline("versions", store=store)
+    pipe.define_cell("use", "import json\nimport sklearn\nv = json.dumps([1])")
+    pipe.run()
+    import sklearn
+
+    real = sklearn.__version__
+    try:
+        sklearn.__version__ = "0.0.1"  # stands in for `pip install -U scikit-learn` and a restart
+        from mlops_nb import hashing
+
+        hashing._library_version.cache_clear()
+        assert pipe.explain("use") == [f"library scikit-learn changed version: {real} → 0.0.1"]
+        assert pipe.run_step("use").action == "ran"
+    finally:
+        sklearn.__version__ = real
+        hashing._library_version.cache_clear()
