@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_step_overhead.py",
     "bench_hashing.py",
+    "bench_restore.py",
     "bench_edit_last_step.py",
     "bench_pit_join.py",
     "bench_dask_executor.py",

@@ -232,6 +232,11 @@ def apply(recorded: Mapping[str, Any]) -> None:
         matplotlib.rcParams.update(recorded["matplotlib"])
 
 
+# Options that change how fast a result is computed, never the result: pandas' compute.*
+# (dask.dataframe turns numexpr off when it is imported, e.g. on a Dask worker).
+_SPEED_ONLY = ("compute.",)
+
+
 def settings_hashes(snap: Mapping[str, Any]) -> dict[str, str]:
     """A short hash per setting that can change a step's result, for the step's fingerprint.
 
@@ -249,6 +254,8 @@ def settings_hashes(snap: Mapping[str, Any]) -> dict[str, str]:
     for name in OPTION_SETTINGS:
         if name in snap:
             changed = _changed_options(_defaults(name), snap[name])
+            for key in [key for key in changed if key.startswith(_SPEED_ONLY)]:
+                del changed[key]
             if changed:
                 hashes[name] = hash_bytes(_stable_repr(changed).encode())
     return hashes

@@ -376,7 +376,7 @@ class Pipeline:
         elif step.kind == "function" and (before := RunRecords.basis(last.get(step.name))):
             # A function step from another session: its code is not loaded here to hash, so
             # its stored result stands for it (it cannot run here anyway).
-            deps["function"] = before.deps.get("function", "")
+            deps = before.deps
         snapshot = global_state.snapshot() if settings is None else settings
         hashes = global_state.settings_hashes(snapshot)
         for generator in global_state.draws_from_global_rng(step.code, self.namespace):

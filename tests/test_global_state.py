@@ -475,3 +475,13 @@ def test_snapshot_cost(capsys: pytest.CaptureFixture[str]) -> None:
 def test_docstring_examples_run() -> None:
     failures, tried = doctest.testmod(global_state, optionflags=doctest.ELLIPSIS)
     assert tried > 0 and failures == 0
+
+
+def test_options_that_only_change_speed_are_not_part_of_fingerprints() -> None:
+    import pandas as pd
+
+    before = global_state.settings_hashes(global_state.snapshot())
+    with pd.option_context("compute.use_numexpr", not pd.get_option("compute.use_numexpr")):
+        assert global_state.settings_hashes(global_state.snapshot()) == before
+    with pd.option_context("display.max_rows", 3):
+        assert "pandas" in global_state.settings_hashes(global_state.snapshot())

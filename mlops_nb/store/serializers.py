@@ -45,6 +45,22 @@ class JsonSerializer(Serializer):
         return json.loads(file.read())
 
 
+def _odd_nans(frame: Any) -> bool:
+    """Whether a float column holds a NaN other than the standard one (``0/0`` and ``inf - inf``
+    give a negative NaN): Parquet writes every NaN as the standard one, so such a frame would
+    come back with another content hash; pickle keeps the bits."""
+    import numpy as np
+
+    for position, dtype in enumerate(frame.dtypes):
+        if isinstance(dtype, np.dtype) and dtype.kind == "f":
+            values = frame.iloc[:, position].to_numpy()
+            nans = values[np.isnan(values)]
+            standard = np.array(np.nan, dtype=dtype)
+            if nans.size and (nans.view(f"u{dtype.itemsize}") != standard.view(f"u{dtype.itemsize}")).any():
+                return True
+    return False
+
+
 def _is_plain_json(value: Any, depth: int) -> bool:
     """True when JSON gives back exactly the same types (no tuples, no int dict keys...)."""
     if depth > 20:
@@ -77,15 +93,113 @@ class ParquetSerializer(Serializer):
             isinstance(index, pandas.MultiIndex) or not _parquet_stable(index.dtype)
         ):
             return False
-        return all(_parquet_stable(dtype) for dtype in value.dtypes)
+        return all(_parquet_stable(dtype) for dtype in value.dtypes) and not _odd_nans(value)
 
     def dump(self, value: Any, file: IO[bytes]) -> None:
         value.to_parquet(file, engine="pyarrow")
 
     def load(self, file: IO[bytes], trusted: list[str]) -> Any:
-        import pandas as pd
+        import pyarrow.parquet as pq
 
-        return pd.read_parquet(file, engine="pyarrow")
+        # Reading the whole file at once holds the Arrow table and the DataFrame made from it at
+        # the same time: twice the frame's size, so a frame that fitted in memory while it was
+        # computed might not restore. Large frames are read a batch of columns at a time.
+        parquet = pq.ParquetFile(file)
+        sizes = _column_sizes(parquet)
+        if sum(sizes.values()) <= MIN_BATCH_BYTES:  # small: twice is little, one read is faster
+            return _read_with_pandas(file)
+        return _read_in_batches(file, parquet, _batches(sizes))
+
+
+# Large frames are read in batches of about an eighth of their size, but at least this much.
+MIN_BATCH_BYTES = 16 * 1024 * 1024
+
+
+def _column_sizes(parquet: Any) -> dict[str, int]:
+    """Each column's size in the file before compression, in order (from the footer)."""
+    pandas_metadata = parquet.schema_arrow.pandas_metadata or {}
+    # A RangeIndex is stored as a dict, other indexes as columns (which are not in any batch).
+    index = {name for name in pandas_metadata.get("index_columns", []) if isinstance(name, str)}
+    sizes = dict.fromkeys((name for name in parquet.schema_arrow.names if name not in index), 0)
+    metadata = parquet.metadata
+    for group in range(metadata.num_row_groups):
+        for position in range(metadata.num_columns):
+            chunk = metadata.row_group(group).column(position)
+            if chunk.path_in_schema in sizes:
+                sizes[chunk.path_in_schema] += chunk.total_uncompressed_size
+    return sizes
+
+
+def _batches(sizes: dict[str, int]) -> list[list[str]]:
+    """The columns, in order, in batches of about an eighth of their total size."""
+    budget = max(sum(sizes.values()) // 8, MIN_BATCH_BYTES)
+    batches: list[list[str]] = [[]]
+    batch_size = 0
+    for name, size in sizes.items():
+        if batches[-1] and batch_size + size > budget:
+            batches.append([])
+            batch_size = 0
+        batches[-1].append(name)
+        batch_size += size
+    return batches
+
+
+def _read_in_batches(file: IO[bytes], parquet: Any, batches: list[list[str]]) -> Any:
+    """Read a large frame with about one batch of columns of extra memory.
+
+    Columns of numbers, booleans or dates are copied one row group at a time into arrays made at
+    their final size (one 2-D array per dtype, as pandas keeps them); pandas reads the others
+    (strings, categories, nullable numbers, time zones) one batch at a time.
+    """
+    import numpy as np
+    import pandas as pd
+
+    # pandas makes the index, the labels and attrs from a read of no column, and each column's
+    # dtype from the schema alone: the frame comes back exactly as it was stored.
+    skeleton = pd.read_parquet(file, engine="pyarrow", columns=[])
+    dtypes = parquet.schema_arrow.empty_table().to_pandas().dtypes
+    plain: dict[Any, list[str]] = {}
+    for name, dtype in dtypes.items():
+        if isinstance(dtype, np.dtype) and dtype.kind in "biufM":
+            plain.setdefault(dtype, []).append(name)
+    blocks = {dtype: np.empty((len(names), len(skeleton)), dtype) for dtype, names in plain.items()}
+    # Where each such column goes: its row of the 2-D array of its dtype.
+    rows = {
+        name: blocks[dtype][row] for dtype, names in plain.items() for row, name in enumerate(names)
+    }
+    parts = []
+    for batch in batches:
+        filled = [name for name in batch if name in rows]
+        start = 0
+        for group in range(parquet.num_row_groups if filled else 0):
+            table = parquet.read_row_group(group, columns=filled)
+            for name in filled:
+                rows[name][start : start + table.num_rows] = table.column(name).to_numpy()
+            start += table.num_rows
+        others = [name for name in batch if name not in rows]
+        if others:
+            part = _read_with_pandas(file, others)
+            part.index = skeleton.index  # each batch comes with its own copy of the index
+            parts.append(part)
+    for dtype, names in plain.items():
+        parts.append(pd.DataFrame(blocks[dtype].T, columns=names, index=skeleton.index, copy=False))
+    labels = pd.Index(list(dtypes.index), dtype=skeleton.columns.dtype, name=skeleton.columns.name)
+    restored = pd.concat(parts, axis=1)[list(labels)]  # pandas 3 copies no data here
+    restored.columns, restored.attrs = labels, skeleton.attrs
+    return restored
+
+
+def _read_with_pandas(file: IO[bytes], columns: list[str] | None = None) -> Any:
+    """``pd.read_parquet``, with categorical columns that can be written to."""
+    import pandas as pd
+
+    frame = pd.read_parquet(file, engine="pyarrow", columns=columns)
+    for position, dtype in enumerate(frame.dtypes):
+        # pyarrow hands categorical codes over read-only: setting a value would fail with
+        # "assignment destination is read-only". The codes are small to copy.
+        if isinstance(dtype, pd.CategoricalDtype):
+            frame.isetitem(position, frame.iloc[:, position].copy())
+    return frame
 
 
 def _parquet_stable(dtype: Any) -> bool:
@@ -123,6 +237,12 @@ class NumpySerializer(Serializer):
     def load(self, file: IO[bytes], trusted: list[str]) -> Any:
         import numpy as np
 
+        # From a real file, np.load reads straight into the new array: no memory beyond the
+        # array itself. A copy-on-write memory map (mmap_mode="c") would restore at once, but
+        # the array would go on reading the file after its sha256 was checked: a file changed in
+        # place later would change the array (or, if truncated, kill the kernel with SIGBUS). On
+        # Linux a mapped file that garbage collection deletes stays readable; on Windows it
+        # cannot be deleted at all, so `store gc` would fail while such an array is alive.
         return np.load(file, allow_pickle=False)
 
 
