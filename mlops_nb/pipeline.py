@@ -292,6 +292,8 @@ class Pipeline:
 
     def _check_graph(self, steps: dict[str, Step]) -> None:
         # Reads always point back to an earlier step; only --needs can close a circle.
+        if not any(step.needs for step in steps.values()):
+            return
         sorter = graphlib.TopologicalSorter({name: self.upstream(name, steps) for name in steps})
         try:
             sorter.prepare()
