@@ -358,13 +358,16 @@ class Pipeline:
     ) -> Basis:
         """The step's basis now; ``settings`` is a :func:`global_state.snapshot` taken already."""
         links = self.links()[step.name]
+        produced = self._produced_hashes(last)
         inputs: dict[str, list[Any]] = {}
         for read in step.reads:
             producer = links.get(read)
-            if read in self.namespace:
-                inputs[read] = [content_hash(self.namespace[read]), producer]
-            elif producer is not None and read in last.get(producer, {}).get("outputs", {}):
-                inputs[read] = [last[producer]["outputs"][read], producer]  # not loaded yet
+            recorded = last.get(producer, {}).get("outputs", {}).get(read) if producer else None
+            value_hash = content_hash(self.namespace[read]) if read in self.namespace else None
+            if value_hash is not None and (value_hash == recorded or value_hash not in produced.get(read, ())):
+                inputs[read] = [value_hash, producer]  # the producer's version, or a plain cell's
+            elif recorded is not None:
+                inputs[read] = [recorded, producer]  # another step's version, or not loaded: its own
         files = {path: _file_hash(Path(path), step.name) for path in step.files}
         # The code it uses, named so a change can be explained: your modules by content, the
         # libraries by version (a function read as an input is hashed by its code, with inputs).
@@ -553,6 +556,14 @@ class Pipeline:
             with contextlib.suppress(ImportError):
                 exec(statement, self.namespace)  # noqa: S102 -- the step's own import line
 
+    def _produced_hashes(self, last: dict[str, dict[str, Any]]) -> dict[str, set[str]]:
+        """Per name, the hashes of every value a step produced: recorded, or in this session."""
+        produced = {name: set(hashes) for name, hashes in self._produced.items()}
+        for record in last.values():
+            for output, value_hash in record["outputs"].items():
+                produced.setdefault(output, set()).add(value_hash)
+        return produced
+
     def _provide_inputs(self, step: Step) -> dict[str, dict[str, Any]]:
         """Make sure each name the step reads holds its producer's version.
 
@@ -562,10 +573,7 @@ class Pipeline:
         Returns the last run of every step (see :meth:`RunRecords.last`), as it is afterwards.
         """
         last = self.records.last()
-        produced = {name: set(hashes) for name, hashes in self._produced.items()}
-        for record in last.values():
-            for output, value_hash in record["outputs"].items():
-                produced.setdefault(output, set()).add(value_hash)
+        produced = self._produced_hashes(last)
         hashes: dict[str, str] = {}
 
         def holds(name: str, producer: str) -> bool:

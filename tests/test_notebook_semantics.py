@@ -317,3 +317,11 @@ def test_an_upgraded_library_makes_its_steps_stale_and_says_so(store: Store) -> 
     finally:
         sklearn.__version__ = real
         hashing._library_version.cache_clear()
+
+
+def test_why_ignores_a_later_steps_version_of_an_input(nb: Notebook, log: Path) -> None:
+    nb.ok(step("load", log, "raw = [1, 2]"))
+    nb.ok(step("clean", log, "clean = [v * 2 for v in raw]"))
+    nb.ok(step("rescale", log, "raw = [v / 2 for v in raw]"))
+    assert nb.pipeline.explain("clean") == []  # running it would put load's raw back first
+    assert nb.pipeline.status().set_index("step").loc["clean", "state"] == "up to date"
