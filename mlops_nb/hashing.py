@@ -689,30 +689,34 @@ def _module_objects(module: types.ModuleType) -> list[Any]:
 
     ``importlib.reload``, ``%autoreload``, assigning a module name, patching a method onto one
     of its classes, appending to one of its lists: each replaces or adds one of these objects.
+    This runs for every user module a step reaches, each time the step runs: keep it lean.
     """
     objects: list[Any] = []
     for name, value in vars(module).items():
-        if not _is_dunder(name):
+        if not (name[:2] == "__" and name[-2:] == "__"):
             objects.append(name)
             _add_objects(objects, value)
     return objects
 
 
 _END = object()  # closes a container's items: [[1], 2] and [[1, 2]] give different lists
+_CONTAINERS = (list, tuple, set, frozenset, dict)
 
 
 def _add_objects(objects: list[Any], value: Any, depth: int = 0) -> None:
     objects.append(value)
-    if depth >= 3:
+    kind = type(value)
+    if depth >= 3 or kind in _SCALARS or kind is types.ModuleType:
         return
-    if isinstance(value, types.FunctionType):
+    if kind is types.FunctionType:
         objects += (value.__code__, value.__defaults__, value.__kwdefaults__)
-        objects += (_cell_contents(cell) for cell in value.__closure__ or ())
+        if value.__closure__:
+            objects += (_cell_contents(cell) for cell in value.__closure__)
     elif isinstance(value, type):
         objects.append(value.__bases__)
         for member in vars(value).values():
             _add_objects(objects, member, depth + 1)
-    elif isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) <= 200:
+    elif (kind in _CONTAINERS or isinstance(value, _CONTAINERS)) and len(value) <= 200:
         for item in [*value.keys(), *value.values()] if isinstance(value, dict) else value:
             _add_objects(objects, item, depth + 1)
         objects.append(_END)
