@@ -201,6 +201,9 @@ class Pipeline:
             ):
                 reads.append(read)
         outputs_ = tuple(n for n in defined if n not in info.imports and n not in imports)
+        changed = self._changed_in_place(name, info, earlier)
+        if outputs is None:  # a value changed in place is an output too: the cells after see it
+            outputs_ += tuple(n for n in changed if n not in outputs_)
         step = Step(
             name, code, source=source, reads=tuple(reads), outputs=outputs_, needs=tuple(needs),
             files=tuple(files), no_cache=no_cache, imports=imports,
@@ -747,20 +750,44 @@ class Pipeline:
         """Alias of :meth:`remove`, matching ``%pipeline clear``."""
         self.remove(name)
 
+    def _changed_in_place(self, name: str, info: CellInfo, earlier: list[Step]) -> dict[str, Any]:
+        """The values of earlier steps that the cell changes in place, each with its finding."""
+        is_library = lambda value: _import_path(value) is not None  # noqa: E731
+        made_before = {output for step in earlier for output in step.outputs}
+        return {
+            finding.name: finding
+            for finding in find_mutations(info, self.namespace, is_library=is_library)
+            if finding.name in made_before
+        }
+
     def _warn_about_mutations(self, step: Step, info: CellInfo) -> None:
-        """A MutationWarning, with a fix that works for the type at hand, per in-place change
-        of a value another step or cell made (through an alias or a loop variable too)."""
+        """A MutationWarning per in-place change of a value another step or cell made (through
+        an alias or a loop variable too), with a fix that works for the type at hand.
+
+        A value of an earlier step is then an output of this step as well (handled: the cells
+        after it read the changed value, re-running the step starts from the producer's
+        version); a value from a plain cell cannot be put back, so re-running sees its own edit.
+        """
         links = self.links()[step.name]
         is_library = lambda value: _import_path(value) is not None  # noqa: E731
         for finding in find_mutations(info, self.namespace, is_library=is_library):
             owner = links.get(finding.name)
             if not owner and finding.name not in self.namespace:
                 continue
-            whose = f"an output of step {owner!r}" if owner else "a variable from another cell"
+            through = f" through {finding.alias!r}" if finding.alias else ""
+            if owner and finding.name in step.outputs:
+                what = (
+                    f"step {step.name!r} {finding.how} {finding.name!r} (an output of step "
+                    f"{owner!r}){through}{finding.detail}. The changed {finding.name!r} is stored "
+                    f"as an output of {step.name!r} too, so the cells after it see the change, and "
+                    f"re-running {step.name!r} starts again from the version of {owner!r}. Clearer: "
+                    f"{finding.advice[0].lower()}{finding.advice[1:]}, e.g. {finding.fix}."
+                )
+            else:
+                what = finding.message(step.name, "a variable from another cell")
             warnings.warn_explicit(
-                finding.message(step.name, whose), MutationWarning,
-                filename=f"<step {step.name}>", lineno=finding.lineno,
-            )  # fmt: skip
+                what, MutationWarning, filename=f"<step {step.name}>", lineno=finding.lineno
+            )
 
 
 _MISSING = object()

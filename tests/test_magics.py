@@ -227,7 +227,7 @@ def test_mutating_an_upstream_variable_warns_with_the_fix(nb: Notebook) -> None:
     with pytest.warns(MutationWarning, match=r"assigns into 'raw' \(an output of step 'load'\)"):
         nb.shell.run_cell("%%step clean\nraw['b'] = 1\nclean = raw")
     nb.ok("%%step names\nnames = ['a']")
-    with pytest.warns(MutationWarning, match=r"calls .append\(\) on 'names'.*Bind a new name"):
+    with pytest.warns(MutationWarning, match=r"calls .append\(\) on 'names'.*bind a new name"):
         nb.shell.run_cell("%%step more\nnames.append('b')\nmore = len(names)")
     with warnings.catch_warnings():
         warnings.simplefilter("error", MutationWarning)  # re-binding a name is not a mutation

@@ -325,3 +325,29 @@ def test_why_ignores_a_later_steps_version_of_an_input(nb: Notebook, log: Path) 
     nb.ok(step("rescale", log, "raw = [v / 2 for v in raw]"))
     assert nb.pipeline.explain("clean") == []  # running it would put load's raw back first
     assert nb.pipeline.status().set_index("step").loc["clean", "state"] == "up to date"
+
+
+def test_a_value_changed_in_place_is_stored_and_restored_as_in_a_plain_run(nb: Notebook, log: Path) -> None:
+    cells = [
+        step("make", log, "import numpy as np\nrng = np.random.default_rng(42)\nfirst = rng.integers(0, 1000, 3).tolist()"),
+        step("draw", log, "second = rng.integers(0, 1000, 3).tolist()"),
+        step("fit", log, "from sklearn.linear_model import LinearRegression\nmodels = {'lr': LinearRegression()}"),
+        step("train", log, "for name, clf in models.items():\n    clf.fit([[0.0], [1.0]], [0.0, 2.0])"),
+        step("use", log, "third = rng.integers(0, 1000, 3).tolist()\nslope = float(models['lr'].coef_[0])"),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MutationWarning)
+        for cell in cells:
+            nb.ok(cell)
+        plain = {name: nb.ns[name] for name in ("first", "second", "third", "slope")}
+        assert plain["slope"] == pytest.approx(2.0) and plain["second"] != plain["third"]
+        nb.ok(cells[1])  # re-running a cell that changed a value starts from its producer's version
+        assert nb.ns["second"] == plain["second"]
+        restart(nb)
+        for cell in cells:
+            nb.ok(cell)
+        assert {name: nb.ns[name] for name in plain} == plain
+        assert executions(log) == ["make", "draw", "fit", "train", "use"]
+        restart(nb)
+        nb.ok("%pipeline run")
+        assert {name: nb.ns[name] for name in plain} == plain
