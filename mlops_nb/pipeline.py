@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import graphlib
+import heapq
 import importlib
 import inspect
 import json
@@ -325,11 +326,16 @@ class Pipeline:
         )
         position = {name: index for index, name in enumerate(self.steps)}
         sorter.prepare()
+        # Always the earliest ready step: notebook order wherever --needs allows, so a name
+        # several steps bind ends up holding the last one's value, as after a plain run.
         ordered: list[str] = []
+        ready: list[tuple[int, str]] = []
         while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=position.__getitem__)
-            ordered.extend(ready)
-            sorter.done(*ready)
+            for name in sorter.get_ready():
+                heapq.heappush(ready, (position[name], name))
+            name = heapq.heappop(ready)[1]
+            ordered.append(name)
+            sorter.done(name)
         return ordered
 
     def _get(self, name: str) -> Step:

@@ -351,3 +351,16 @@ def test_a_value_changed_in_place_is_stored_and_restored_as_in_a_plain_run(nb: N
         restart(nb)
         nb.ok("%pipeline run")
         assert {name: nb.ns[name] for name in plain} == plain
+
+
+def test_a_run_follows_notebook_order_so_the_last_binding_wins(store: Store) -> None:
+    pipe = Pipeline("order", store=store)
+    pipe.define_cell("data", "x = 1")
+    pipe.define_cell("first", "y = x + 1")
+    pipe.define_cell("uses_first", "z = y * 10")
+    pipe.define_cell("second", "y = x + 100")  # depends on 'data' only, re-binds y
+    assert pipe.order() == ["data", "first", "uses_first", "second"]
+    fresh = Pipeline("order", store=store, namespace={})
+    pipe.run()
+    fresh.run()
+    assert fresh.namespace["y"] == 101 and fresh.namespace["z"] == 20
