@@ -786,14 +786,20 @@ def _packages_distributions() -> dict[str, list[str]]:
     return dict(importlib.metadata.packages_distributions())
 
 
-@functools.cache
 def _library_version(top: str) -> str:
-    """The version of the distribution a top-level module comes from (Python's for the stdlib)."""
+    """The version of the distribution a top-level module comes from (Python's for the stdlib).
+
+    ``__version__`` is read each time, so a library upgraded and reloaded in a running kernel
+    counts by its new version; only the slower metadata lookup is remembered.
+    """
     if _is_standard(top):
         return f"python {platform.python_version()}"
     version = getattr(sys.modules.get(top), "__version__", None)
-    if isinstance(version, str):
-        return version
+    return version if isinstance(version, str) else _installed_version(top)
+
+
+@functools.cache
+def _installed_version(top: str) -> str:
     try:
         return importlib.metadata.version(_distribution(top))
     except importlib.metadata.PackageNotFoundError:

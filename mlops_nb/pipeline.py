@@ -212,6 +212,9 @@ class Pipeline:
         previous = self.steps.get(name)
         if previous is not None and previous.code == code:
             step.defines_imports = previous.defines_imports
+            learned = tuple(n for n in previous.learned if n in reads and outputs is None)
+            step.outputs += tuple(n for n in learned if n not in step.outputs)
+            step.learned = learned
         # Warnings quote the line they are about: let them see this version of the code.
         remember_source(code, f"<step {name}>")
         self.add(step)
@@ -383,7 +386,11 @@ class Pipeline:
         deps: dict[str, str] = {}
         for alias in [*step.imports, *step.info.imports]:
             if alias in self.namespace:
-                deps.update(code_dependencies(self.namespace[alias]))
+                value = self.namespace[alias]
+                deps.update(code_dependencies(value))
+                if not callable(value) and not isinstance(value, types.ModuleType):
+                    # data imported by name (`from settings import RATE`): by its content
+                    deps[f"imported value {alias}"] = content_hash(value)
         if step.func is not None:
             deps["function"] = content_hash(step.func)
             deps.update(code_dependencies(step.func))
@@ -487,6 +494,7 @@ class Pipeline:
         try:
             with lineage.collecting() as used:
                 recording = self.runner.execute(step, self.namespace)
+            self._learn_changed_inputs(step, basis)
             changes = global_state.changes(settings_before, global_state.snapshot())
             seconds = time.perf_counter() - started
             report = self._store_run(step, basis, recording, seconds, used, changes)
@@ -499,6 +507,29 @@ class Pipeline:
         self._remember(step)
         self.notify("step_finished", report)
         return report
+
+    def _learn_changed_inputs(self, step: Step, basis: Basis) -> None:
+        """Inputs of earlier steps that the step changed in place while running become its
+        outputs: what static analysis cannot see, e.g. ``train_test_split(..., random_state=rs)``
+        advancing a generator another step made. The cells after it then read the changed value."""
+        links = self.links()[step.name]
+        changed = tuple(
+            name
+            for name, (value_hash, producer) in basis.inputs.items()
+            if producer is not None and name not in step.outputs and name in self.namespace
+            and content_hash(self.namespace[name]) != value_hash
+        )  # fmt: skip
+        if changed and all(name in links for name in changed):
+            step.outputs += changed
+            step.learned += changed
+            self._linked = None  # the producers of later steps' inputs may have changed
+            names = ", ".join(repr(name) for name in changed)
+            warnings.warn_explicit(
+                f"step {step.name!r} changed {names} (made by an earlier step) in place while "
+                f"running, e.g. by passing it to a function that changes it. It is stored as an "
+                f"output of {step.name!r} too, so the cells after it see the change.",
+                MutationWarning, filename=f"<step {step.name}>", lineno=1,
+            )  # fmt: skip
 
     def _remember(self, step: Step) -> None:
         """Save the definition of a step that worked, with the import paths its code binds."""

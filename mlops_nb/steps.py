@@ -62,6 +62,9 @@ class Step:
     kind: str = "cell"  # or "function", for @step
     imports: dict[str, list[str]] = field(default_factory=dict)
     defines_imports: dict[str, list[str]] = field(default_factory=dict)
+    #: Inputs the step was seen changing in place when it ran (e.g. a random generator passed to
+    #: a library function): outputs too, learned at run time, so not part of the definition.
+    learned: tuple[str, ...] = ()
     func: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,7 +74,8 @@ class Step:
     @functools.cached_property
     def code_hash(self) -> str:
         """Hash of what defines the step: normalised code and options, not comments or spacing."""
-        options = json.dumps([self.outputs, self.needs, self.files, sorted(self.reads)])
+        declared = [name for name in self.outputs if name not in self.learned]
+        options = json.dumps([declared, self.needs, self.files, sorted(self.reads)])
         return xxhash.xxh3_128_hexdigest((_normalised(self.code) + options).encode())
 
     @functools.cached_property
@@ -94,6 +98,6 @@ class Step:
     @classmethod
     def from_json(cls, text: str) -> Step:
         record = json.loads(text)
-        for key in ("reads", "outputs", "needs", "files"):
+        for key in ("reads", "outputs", "needs", "files", "learned"):
             record[key] = tuple(record[key])
         return cls(**record)

@@ -308,15 +308,11 @@ def test_an_upgraded_library_makes_its_steps_stale_and_says_so(store: Store) -> 
 
     real = sklearn.__version__
     try:
-        sklearn.__version__ = "0.0.1"  # stands in for `pip install -U scikit-learn` and a restart
-        from mlops_nb import hashing
-
-        hashing._library_version.cache_clear()
+        sklearn.__version__ = "0.0.1"  # stands in for `pip install -U scikit-learn` and a reload
         assert pipe.explain("use") == [f"library scikit-learn changed version: {real} → 0.0.1"]
         assert pipe.run_step("use").action == "ran"
     finally:
         sklearn.__version__ = real
-        hashing._library_version.cache_clear()
 
 
 def test_why_ignores_a_later_steps_version_of_an_input(nb: Notebook, log: Path) -> None:
@@ -364,3 +360,21 @@ def test_a_run_follows_notebook_order_so_the_last_binding_wins(store: Store) -> 
     pipe.run()
     fresh.run()
     assert fresh.namespace["y"] == 101 and fresh.namespace["z"] == 20
+
+
+def test_an_input_changed_inside_a_library_call_is_learned_as_an_output(nb: Notebook, log: Path) -> None:
+    cells = [
+        step("make", log, "import numpy as np\nrs = np.random.RandomState(0)"),
+        step("split", log, "from sklearn.model_selection import train_test_split\ntrain, test = train_test_split(list(range(10)), random_state=rs)"),
+        step("after", log, "later = rs.randint(0, 1000, 3).tolist()"),
+    ]
+    with pytest.warns(MutationWarning, match=r"step 'split' changed 'rs' \(made by an earlier step\)"):
+        for cell in cells:
+            nb.ok(cell)
+    plain = (nb.ns["train"], nb.ns["later"])
+    assert "rs" in nb.pipeline.steps["split"].outputs
+    restart(nb)
+    for cell in cells:
+        nb.ok(cell)
+    assert (nb.ns["train"], nb.ns["later"]) == plain
+    assert executions(log) == ["make", "split", "after"]
