@@ -108,7 +108,7 @@ def _pandas_options() -> dict[str, Any]:
 
 
 def _rc_params(rc_params: Any) -> dict[str, Any]:
-    """matplotlib's rcParams as a plain dict, without the backend and interactive mode.
+    """matplotlib's rcParams as a plain dict, without the backend choices and interactive mode.
 
     ``dict.items`` reads the values as stored: no validation, no deprecation warnings, and no
     backend resolution (reading ``rcParams["backend"]`` can import pyplot). The backend and
@@ -117,8 +117,8 @@ def _rc_params(rc_params: Any) -> dict[str, Any]:
     backend's default is a sentinel that cannot be pickled.
     """
     params = dict(dict.items(rc_params))
-    params.pop("backend", None)
-    params.pop("interactive", None)
+    for front_end_choice in ("backend", "backend_fallback", "interactive"):
+        params.pop(front_end_choice, None)  # matplotlib.use() turns backend_fallback off
     return params
 
 

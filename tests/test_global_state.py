@@ -485,3 +485,14 @@ def test_options_that_only_change_speed_are_not_part_of_fingerprints() -> None:
         assert global_state.settings_hashes(global_state.snapshot()) == before
     with pd.option_context("display.max_rows", 3):
         assert "pandas" in global_state.settings_hashes(global_state.snapshot())
+
+
+def test_choosing_a_matplotlib_backend_is_not_a_setting_that_changes_results() -> None:
+    code = (
+        "import matplotlib\nfrom mlops_nb import global_state\n"
+        "before = global_state.settings_hashes(global_state.snapshot())\n"
+        "matplotlib.use('Agg')\nmatplotlib.interactive(True)\n"
+        "print(before == global_state.settings_hashes(global_state.snapshot()) == {})"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
