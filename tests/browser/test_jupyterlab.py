@@ -31,12 +31,17 @@ KERNEL_READY = """() => {
     const kernel = window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel;
     return kernel?.connectionStatus === 'connected' && kernel.status === 'idle';
 }"""
+# Finished: every code cell ran, or one failed (which stops Run All). Between two cells the
+# kernel can be idle with no cell running, so "idle and nothing running" alone ends too early.
 RUN_FINISHED = """() => {
     const panel = window.jupyterapp.shell.currentWidget;
     const code = panel.content.widgets.filter(cell => cell.model.type === 'code');
+    const failed = code.some(cell =>
+        !(cell.model.getMetadata?.('tags') || []).includes('raises-exception')
+        && cell.model.outputs.toJSON().some(output => output.output_type === 'error'));
     return panel.sessionContext.session?.kernel?.status === 'idle'
-        && code.some(cell => cell.model.executionCount !== null)
-        && code.every(cell => cell.model.executionState !== 'running');
+        && code.every(cell => cell.model.executionState !== 'running')
+        && (failed || code.every(cell => cell.model.executionCount !== null));
 }"""
 CELLS = """() => window.jupyterapp.shell.currentWidget.content.widgets.map(cell => ({
     type: cell.model.type,
