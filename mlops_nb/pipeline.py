@@ -404,7 +404,7 @@ class Pipeline:
             # pickle, not content_hash: that would import pandas for a numpy value
             hashes[f"{generator} random state"] = hash_bytes(pickle.dumps(snapshot.get(generator)))
         return Basis(
-            step.code_hash, step.source, [], inputs, files, deps, hashes,
+            step.code_hash, step.source, inputs, files, deps, hashes,
         )  # fmt: skip
 
     # -- running -----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import xxhash
@@ -28,7 +28,6 @@ class Basis:
 
     code: str
     source: str = ""
-    options: list[Any] = field(default_factory=list)
     inputs: dict[str, list[Any]] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     deps: dict[str, str] = field(default_factory=dict)
@@ -50,7 +49,8 @@ class Basis:
     def from_json(cls, text: str | None) -> Basis | None:
         if not text or text == "{}":
             return None
-        return cls(**json.loads(text))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(text).items() if k in known})
 
     def differences(self, before: Basis) -> list[str]:
         """What changed since ``before``, in words, most telling first.
